@@ -1,0 +1,127 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/berth-dev/berth/internal/errdefs"
+)
+
+// exitError carries a process exit code out of a command without printing
+// anything more (the container's own code for run/exec).
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// Execute runs the berth command line and returns the exit code. Invoked
+// under the name "runc" or "berth-runc" (a symlink), berth behaves as
+// `berth runtime`, so tools that exec a runc binary can drive it.
+func Execute(args []string) int {
+	root := newRootCommand()
+	name := filepath.Base(os.Args[0])
+	if name == "runc" || name == "berth-runc" {
+		args = append([]string{"runtime"}, args...)
+	}
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return 0
+	}
+	var ee exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	logError(err)
+	return exitCodeFor(err)
+}
+
+// exitCodeFor maps errors to Docker's engine exit codes; runtime verbs
+// exit 1 as runc does.
+func exitCodeFor(err error) int {
+	if runtimeMode {
+		return 1
+	}
+	switch {
+	case errors.Is(err, errdefs.ErrNotFound), errors.Is(err, errdefs.ErrInvalidArgument):
+		return 125
+	}
+	return 125
+}
+
+var runtimeMode bool
+
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "berth",
+		Short:         "A daemonless, Docker-compatible container engine",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newVersionCommand(), newInfoCommand(), newRuntimeCommand())
+	return root
+}
+
+// Logging for runtime verbs: runc writes errors to --log in text or JSON,
+// and containerd reads the last line from there.
+var (
+	logFile   io.Writer
+	logFormat = "text"
+)
+
+func logError(err error) {
+	msg := err.Error()
+	fmt.Fprintln(os.Stderr, "berth: "+msg)
+	if logFile == nil {
+		return
+	}
+	if logFormat == "json" {
+		line, _ := json.Marshal(map[string]string{"level": "error", "msg": msg, "time": time.Now().Format(time.RFC3339Nano)})
+		fmt.Fprintln(logFile, string(line))
+		return
+	}
+	fmt.Fprintf(logFile, "time=%q level=error msg=%q\n", time.Now().Format(time.RFC3339Nano), msg)
+}
+
+func logWarn(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	fmt.Fprintln(os.Stderr, "berth: warning: "+msg)
+	if logFile == nil {
+		return
+	}
+	if logFormat == "json" {
+		line, _ := json.Marshal(map[string]string{"level": "warning", "msg": msg, "time": time.Now().Format(time.RFC3339Nano)})
+		fmt.Fprintln(logFile, string(line))
+		return
+	}
+	fmt.Fprintf(logFile, "time=%q level=warning msg=%q\n", time.Now().Format(time.RFC3339Nano), msg)
+}
+
+func usageErr(format string, args ...any) error {
+	return fmt.Errorf(format+": %w", append(args, errdefs.ErrInvalidArgument)...)
+}
+
+// exactArgs is cobra.ExactArgs with a message that says what to pass.
+func exactArgs(n int, what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageErr("%q needs %s (see %s --help)", cmd.CommandPath(), what, cmd.CommandPath())
+		}
+		return nil
+	}
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func trimLines(s string) string { return strings.TrimRight(s, "\n") }

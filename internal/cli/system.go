@@ -1,0 +1,232 @@
+package cli
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	goruntime "runtime"
+	"strings"
+	"text/template"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/internal/cgroups"
+	"github.com/berth-dev/berth/internal/runtime"
+	"github.com/berth-dev/berth/internal/version"
+)
+
+// versionInfo is `berth version`'s data, shaped like `docker version`.
+type versionInfo struct {
+	Version    string
+	APIVersion string `json:"ApiVersion"`
+	GitCommit  string
+	GoVersion  string
+	Os         string
+	Arch       string
+	OCIVersion string `json:"OciVersion"`
+}
+
+func newVersionCommand() *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:   "version",
+		Short: "Show berth's version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			v := versionInfo{
+				Version: version.Version, GitCommit: version.GitCommit, GoVersion: goruntime.Version(),
+				Os: goruntime.GOOS, Arch: goruntime.GOARCH, OCIVersion: specs.Version,
+			}
+			if format != "" {
+				return formatOut(cmd, format, v)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "berth:\n Version:           %s\n Git commit:        %s\n Go version:        %s\n OS/Arch:           %s/%s\n OCI runtime spec:  %s\n",
+				v.Version, v.GitCommit, v.GoVersion, v.Os, v.Arch, v.OCIVersion)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&format, "format", "f", "", "format with a Go template, or 'json'")
+	return cmd
+}
+
+// systemInfo is `berth info`'s data, with Docker's field names where they
+// apply.
+type systemInfo struct {
+	ID                string `json:"ID"`
+	Containers        int
+	ContainersRunning int
+	ContainersPaused  int
+	ContainersStopped int
+	Images            int
+	Driver            string
+	CgroupDriver      string
+	CgroupVersion     string
+	KernelVersion     string
+	OperatingSystem   string
+	OSType            string
+	Architecture      string
+	NCPU              int
+	MemTotal          int64
+	Name              string
+	ServerVersion     string
+	DockerRootDir     string
+	RuntimeRoot       string
+	DefaultRuntime    string
+	SecurityOptions   []string
+}
+
+func newInfoCommand() *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:   "info",
+		Short: "Show system-wide information",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			info, err := gatherInfo()
+			if err != nil {
+				return err
+			}
+			if format != "" {
+				return formatOut(cmd, format, info)
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "Containers: %d\n Running: %d\n Paused: %d\n Stopped: %d\n", info.Containers, info.ContainersRunning, info.ContainersPaused, info.ContainersStopped)
+			fmt.Fprintf(w, "Images: %d\n", info.Images)
+			fmt.Fprintf(w, "Server Version: %s\n", info.ServerVersion)
+			fmt.Fprintf(w, "Storage Driver: %s\n", info.Driver)
+			fmt.Fprintf(w, "Cgroup Driver: %s\n", info.CgroupDriver)
+			fmt.Fprintf(w, "Cgroup Version: %s\n", info.CgroupVersion)
+			fmt.Fprintf(w, "Default Runtime: %s\n", info.DefaultRuntime)
+			fmt.Fprintf(w, "Security Options:\n")
+			for _, s := range info.SecurityOptions {
+				fmt.Fprintf(w, " %s\n", s)
+			}
+			fmt.Fprintf(w, "Kernel Version: %s\n", info.KernelVersion)
+			fmt.Fprintf(w, "Operating System: %s\n", info.OperatingSystem)
+			fmt.Fprintf(w, "OSType: %s\n", info.OSType)
+			fmt.Fprintf(w, "Architecture: %s\n", info.Architecture)
+			fmt.Fprintf(w, "CPUs: %d\n", info.NCPU)
+			fmt.Fprintf(w, "Total Memory: %s\n", humanBytes(info.MemTotal))
+			fmt.Fprintf(w, "Name: %s\n", info.Name)
+			fmt.Fprintf(w, "Berth Root Dir: %s\n", info.DockerRootDir)
+			fmt.Fprintf(w, "Runtime State Dir: %s\n", info.RuntimeRoot)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&format, "format", "f", "", "format with a Go template, or 'json'")
+	return cmd
+}
+
+func gatherInfo() (*systemInfo, error) {
+	info := &systemInfo{
+		ServerVersion: version.Version, Driver: storageDriver(), CgroupDriver: "cgroupfs",
+		OSType: "linux", Architecture: unameField(func(u *unix.Utsname) []byte { return u.Machine[:] }),
+		KernelVersion: unameField(func(u *unix.Utsname) []byte { return u.Release[:] }),
+		NCPU:          goruntime.NumCPU(), OperatingSystem: osRelease(),
+		DockerRootDir:   envOr("BERTH_ROOT", "/var/lib/berth"),
+		RuntimeRoot:     envOr("BERTH_RUNTIME_ROOT", runtime.DefaultRoot),
+		DefaultRuntime:  "berth",
+		SecurityOptions: []string{"name=seccomp,profile=builtin"},
+	}
+	info.Name, _ = os.Hostname()
+	if cgroups.DetectMode() == cgroups.Unified {
+		info.CgroupVersion = "2"
+	} else {
+		info.CgroupVersion = "1"
+	}
+	var si unix.Sysinfo_t
+	if unix.Sysinfo(&si) == nil {
+		info.MemTotal = int64(si.Totalram) * int64(si.Unit)
+	}
+	if r, err := runtime.New(info.RuntimeRoot); err == nil {
+		states, _ := r.List()
+		for _, s := range states {
+			info.Containers++
+			switch s.Status {
+			case runtime.Running, runtime.Created:
+				info.ContainersRunning++
+			case runtime.Paused:
+				info.ContainersPaused++
+			default:
+				info.ContainersStopped++
+			}
+		}
+	}
+	return info, nil
+}
+
+// storageDriver names the snapshotter berth will use: overlay where the
+// kernel has it.
+func storageDriver() string {
+	f, err := os.Open("/proc/filesystems")
+	if err != nil {
+		return "vfs"
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if strings.HasSuffix(s.Text(), "\toverlay") {
+			return "overlay2"
+		}
+	}
+	return "vfs"
+}
+
+func unameField(get func(*unix.Utsname) []byte) string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(get(&u))
+}
+
+func osRelease() string {
+	data, err := os.ReadFile("/etc/os-release")
+	if err != nil {
+		return "Linux"
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "PRETTY_NAME="); ok {
+			return strings.Trim(v, `"`)
+		}
+	}
+	return "Linux"
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%dB", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.2f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// formatOut prints v as JSON for "json", else through a Go template, as
+// Docker's --format does.
+func formatOut(cmd *cobra.Command, format string, v any) error {
+	if format == "json" || format == "{{json .}}" {
+		return printJSON(cmd.OutOrStdout(), v)
+	}
+	tmpl, err := template.New("format").Funcs(template.FuncMap{
+		"json": func(v any) (string, error) {
+			var b strings.Builder
+			err := printJSON(&b, v)
+			return strings.TrimSpace(b.String()), err
+		},
+	}).Parse(format)
+	if err != nil {
+		return usageErr("--format: %v", err)
+	}
+	if err := tmpl.Execute(cmd.OutOrStdout(), v); err != nil {
+		return usageErr("--format: %v", err)
+	}
+	fmt.Fprintln(cmd.OutOrStdout())
+	return nil
+}

@@ -1,0 +1,38 @@
+#!/bin/sh
+# berth's demo: run a busybox container with berth's own OCI runtime and
+# show that it is isolated: PID 1, its own hostname, only a loopback
+# interface, a memory and pids limit, dropped capabilities, masked paths.
+set -eu
+cd "$(dirname "$0")/.."
+BERTH=${BERTH:-$PWD/bin/berth}
+work=$(mktemp -d /tmp/berth-demo.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/bundle/rootfs/bin" "$work/bundle/rootfs/proc" "$work/bundle/rootfs/sys" \
+	"$work/bundle/rootfs/dev" "$work/bundle/rootfs/tmp" "$work/bundle/rootfs/etc"
+cp /bin/busybox "$work/bundle/rootfs/bin/busybox"
+for a in sh ps hostname ip cat grep id echo ls sleep head; do ln -s busybox "$work/bundle/rootfs/bin/$a"; done
+cd "$work/bundle"
+"$BERTH" runtime spec
+# Non-interactive, with limits: 64 MiB of memory, 32 processes.
+sed -i -e 's/"terminal": true/"terminal": false/' \
+	-e 's/"hostname": "berth"/"hostname": "demo-container"/' config.json
+cat > cmd.sh <<'SH'
+echo "== processes (PID 1 is the container's own shell)"; ps -o pid,user,args
+echo "== hostname: $(hostname)"
+echo "== network interfaces:"; ip -o link | cut -d: -f2
+echo "== memory limit: $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max)"
+echo "== pids limit: $(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max)"
+echo "== capabilities: $(grep CapEff /proc/self/status)"
+echo "== /proc/kcore (masked): $(head -c 16 /proc/kcore | wc -c) bytes readable"
+SH
+cp cmd.sh rootfs/cmd.sh
+python3 - <<'PY' 2>/dev/null || sed -i 's|"sh"|"sh", "/cmd.sh"|' config.json
+import json
+c = json.load(open("config.json"))
+c["process"]["args"] = ["sh", "/cmd.sh"]
+c["linux"]["resources"]["memory"] = {"limit": 64 << 20}
+c["linux"]["resources"]["pids"] = {"limit": 32}
+json.dump(c, open("config.json", "w"), indent=1)
+PY
+echo "\$ berth runtime run demo"
+"$BERTH" runtime --root "$work/state" run demo
