@@ -9,6 +9,12 @@
 // cannot honour fails naming its config field and changes nothing.
 // Validate runs the same checks before anything is created.
 //
+// Only what a config asks for is written. In particular an empty
+// linux.resources.devices leaves device access as inherited (everything,
+// on a fresh host), so the runtime must pass the default rules itself.
+// On v2, device rules become an eBPF program; its per-bit semantics match
+// v1's exception lists (see devicesProgram).
+//
 // On disk, for linux.cgroupsPath "/berth/<id>" (cpu and cpuacct may also be
 // comounted as one "cpu,cpuacct" hierarchy; both then name one directory):
 //

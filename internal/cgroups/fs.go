@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -79,7 +80,7 @@ func readKeyed(dir, file string) (map[string]uint64, error) {
 	return parseKeyed(f, filepath.Join(dir, file))
 }
 
-func parseKeyed(r interface{ Read([]byte) (int, error) }, what string) (map[string]uint64, error) {
+func parseKeyed(r io.Reader, what string) (map[string]uint64, error) {
 	out := map[string]uint64{}
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
@@ -127,12 +128,12 @@ func applyWrites(ws []write, dirOf func(controller string) string) error {
 			if w.optional {
 				continue
 			}
-			files := w.file
+			missing := w.file + " is"
 			if w.alt != nil {
-				files = "neither " + w.file + " nor " + w.alt.file
+				missing = "both " + w.file + " and " + w.alt.file + " are"
 			}
-			return fmt.Errorf("%s: %s exists in %s: the kernel's %s controller does not offer it here: %w",
-				w.field, files, dir, w.controller, errdefs.ErrFailedPrecondition)
+			return fmt.Errorf("%s: %s missing from %s: the %s controller does not offer it here (not enabled, or not in this kernel): %w",
+				w.field, missing, dir, w.controller, errdefs.ErrFailedPrecondition)
 		}
 		todo = append(todo, target{chosen, dir})
 	}
@@ -184,9 +185,9 @@ func readProcs(dir string) ([]int, error) {
 }
 
 // removeTree removes a cgroup and every cgroup below it, deepest first,
-// as rmdir only takes an empty cgroup. EBUSY is retried for a moment:
-// the kernel reports it briefly after the last process exits, until the
-// exit has been fully accounted.
+// as rmdir only takes an empty cgroup. EBUSY with no process left is
+// retried for a moment: the kernel reports it briefly after the last
+// process exits, until the exit has been fully accounted.
 func removeTree(dir string) error {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -208,7 +209,7 @@ func removeTree(dir string) error {
 		switch {
 		case err == nil, errors.Is(err, unix.ENOENT):
 			return nil
-		case errors.Is(err, unix.EBUSY) && time.Now().Before(deadline):
+		case errors.Is(err, unix.EBUSY) && !hasProcs(dir) && time.Now().Before(deadline):
 			time.Sleep(delay)
 			delay = min(2*delay, 100*time.Millisecond)
 		case errors.Is(err, unix.EBUSY):
@@ -217,6 +218,12 @@ func removeTree(dir string) error {
 			return fmt.Errorf("remove cgroup %s: %w", dir, os.NewSyscallError("rmdir", err))
 		}
 	}
+}
+
+// hasProcs reports whether processes live in dir, which no waiting cures.
+func hasProcs(dir string) bool {
+	s, err := readFile(dir, "cgroup.procs")
+	return err == nil && s != ""
 }
 
 // waitFor polls cond until it holds or timeout passes.

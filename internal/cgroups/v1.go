@@ -189,7 +189,9 @@ func (m *v1Manager) Stats() (*Stats, error) {
 		s.Memory.Usage = get(dir, "memory.usage_in_bytes")
 		s.Memory.MaxUsage = get(dir, "memory.max_usage_in_bytes")
 		s.Memory.Limit = v1Unlimited(get(dir, "memory.limit_in_bytes"))
-		s.Memory.Failcnt = get(dir, "memory.failcnt")
+		// A charge fails on memsw or on memory, never both, so the sum
+		// counts each refused allocation once.
+		s.Memory.Failcnt = get(dir, "memory.failcnt") + get(dir, "memory.memsw.failcnt")
 		if memsw := get(dir, "memory.memsw.usage_in_bytes"); memsw > s.Memory.Usage {
 			s.Memory.Swap = memsw - s.Memory.Usage
 		}

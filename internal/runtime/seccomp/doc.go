@@ -27,7 +27,7 @@
 //     Filter.UnknownSyscalls.
 //   - A rule whose action equals the default action is dropped (libseccomp
 //     refuses it, runc skips it). For one syscall, a rule without args wins
-//     over rules with args and the first such rule wins; rules with args are
+//     over rules with args (the first one, if several); rules with args are
 //     tried in config order and the first whose args all match decides.
 //   - Args are compared as 64-bit values on x86_64 and aarch64. On i386, arm
 //     and x32 only the low 32 bits of the argument and of the config's value
@@ -35,6 +35,10 @@
 //     same index, the rule becomes one rule per arg (OR), as runc does.
 //     SCMP_CMP_MASKED_EQ takes the mask from value and the datum from
 //     valueTwo.
+//   - On i386, a rule for a call that socketcall(2) or ipc(2) can make also
+//     gets a twin on the multiplexer, matching its call number in argument
+//     0 (which replaces the rule's own condition on argument 0), as
+//     libseccomp does: denying socket denies socketcall(SYS_SOCKET, ...).
 //   - Like runc's patchbpf, when the default action denies, syscalls numbered
 //     above the highest one the config names get ENOSYS instead, so a libc
 //     newer than the profile falls back (clone3 → clone) instead of failing.
@@ -44,6 +48,12 @@
 // of the profile, and Docker's default profile stays far below the kernel's
 // 4096-instruction limit.
 //
-// SCMP_ACT_NOTIFY (and so listenerPath) is not implemented: a config that
-// uses it fails with errdefs.ErrNotImplemented.
+// Flags SECCOMP_FILTER_FLAG_TSYNC, _LOG and _SPEC_ALLOW are passed to
+// seccomp(2). _WAIT_KILLABLE_RECV only changes how a notify listener waits
+// and is dropped, as libseccomp drops it when there is no listener.
+//
+// Not implemented, failing with errdefs.ErrNotImplemented: SCMP_ACT_NOTIFY
+// (so listenerPath is ignored), and GOARCHes other than amd64, 386, arm64
+// and arm. The tables name exactly the syscalls libseccomp's syscalls.csv
+// names for those five ABIs.
 package seccomp

@@ -2,6 +2,7 @@ package seccomp
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"runtime"
 	"slices"
@@ -31,6 +32,14 @@ func probes(cfg *specs.LinuxSeccomp, goarch string, perCall int) []data {
 			}
 		}
 	}
+	// i386 multiplexers take the call in argument 0.
+	for _, sc := range cfg.Syscalls {
+		for _, n := range sc.Names {
+			if m, ok := x86Muxed[n]; ok {
+				cands[0] = append(cands[0], uint64(m.call))
+			}
+		}
+	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	argv := func() [6]uint64 {
 		var args [6]uint64
@@ -47,16 +56,36 @@ func probes(cfg *specs.LinuxSeccomp, goarch string, perCall int) []data {
 			out = append(out, data{arch: arch, nr: nr, args: argv()})
 		}
 	}
-	for _, a := range []*abi{abiX86_64, abiX32, abiX86, abiAARCH64, abiARM} {
+	for _, a := range abis {
 		for _, nr := range []uint32{a.lo, a.lo + 1, a.hi - 1, a.hi, 0xffffffff, x32SyscallBit - 1, x32SyscallBit} {
-			add(a.audit, nr, 1)
+			add(a.audit, nr, 0)
 		}
+		// Argument vectors only matter for syscalls some rule compares
+		// arguments of.
+		vectors := map[uint32]int{}
 		for _, sc := range cfg.Syscalls {
 			for _, n := range sc.Names {
-				if nr, ok := a.table.lookup(n); ok {
-					add(a.audit, nr, perCall)
-					add(a.audit, nr-1, 1)
-					add(a.audit, nr+1, 1)
+				if nr, ok := a.table.lookup(n); ok && len(sc.Args) > 0 {
+					vectors[nr] = perCall
+				}
+				if m, ok := a.muxed[n]; ok {
+					if nr, ok := a.table.lookup(m.via); ok {
+						vectors[nr] = perCall
+					}
+				}
+			}
+		}
+		for _, nr := range slices.Sorted(maps.Keys(vectors)) {
+			add(a.audit, nr, vectors[nr])
+		}
+		seen := map[uint32]bool{}
+		for _, sc := range cfg.Syscalls {
+			for _, n := range sc.Names {
+				if nr, ok := a.table.lookup(n); ok && !seen[nr] {
+					seen[nr] = true
+					add(a.audit, nr, 0)
+					add(a.audit, nr-1, 0)
+					add(a.audit, nr+1, 0)
 				}
 			}
 		}

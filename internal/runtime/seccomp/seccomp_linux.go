@@ -345,7 +345,7 @@ func (p *policy) spans(audit uint32, selected []*abi, known map[string]bool) []s
 
 	var base []span
 	points := map[uint64]*behavior{}
-	for _, a := range []*abi{abiX86_64, abiX32, abiX86, abiAARCH64, abiARM} {
+	for _, a := range abis {
 		if a.audit != audit {
 			continue
 		}
@@ -401,39 +401,79 @@ func (p *policy) spans(audit uint32, selected []*abi, known map[string]bool) []s
 
 // resolve adds to points the behavior of every syscall the rules name for
 // ABI a, and returns the highest syscall number named (by any rule, as runc
-// counts it for its ENOSYS stub).
+// counts it for its ENOSYS stub, so every syscall with rules is below it).
 func (p *policy) resolve(a *abi, points map[uint64]*behavior, known map[string]bool) (highest uint32, found bool) {
 	for _, r := range p.rules {
 		for _, name := range r.names {
-			nr, ok := a.table.lookup(name)
-			if !ok {
+			nr, direct := a.table.lookup(name)
+			m, isMuxed := a.muxed[name]
+			var muxNr uint32
+			if isMuxed {
+				muxNr, isMuxed = a.table.lookup(m.via)
+			}
+			if !direct && !isMuxed {
 				continue
 			}
 			known[name] = true
-			if !found || nr > highest {
+			if direct && (!found || nr > highest) {
 				highest, found = nr, true
+			}
+			// runc counts only direct numbers; counting the multiplexer too
+			// keeps the stub from answering ENOSYS to calls with rules.
+			if isMuxed && (!found || muxNr > highest) {
+				highest, found = muxNr, true
 			}
 			if r.ret == p.def {
 				continue
 			}
-			b := points[uint64(nr)]
-			if b == nil {
-				b = &behavior{ret: p.def, wide: a.wide}
-				points[uint64(nr)] = b
-			} else if b.plain() && b.ret != p.def {
-				// An unconditional rule came first: nothing after it matters.
-				continue
+			if direct {
+				p.add(points, a, nr, r.ret, r.alts)
 			}
-			if r.alts == nil {
-				b.alts, b.ret = nil, r.ret
-				continue
-			}
-			for _, conds := range r.alts {
-				b.alts = append(b.alts, alt{conds: conds, ret: r.ret})
+			if isMuxed {
+				p.add(points, a, muxNr, r.ret, muxAlts(m.call, r.alts))
 			}
 		}
 	}
 	return highest, found
+}
+
+// add records a rule for syscall nr, after those already recorded for it.
+func (p *policy) add(points map[uint64]*behavior, a *abi, nr, ret uint32, alts [][]cond) {
+	b := points[uint64(nr)]
+	if b == nil {
+		b = &behavior{ret: p.def, wide: a.wide}
+		points[uint64(nr)] = b
+	} else if b.plain() && b.ret != p.def {
+		// An unconditional rule came first: nothing after it matters.
+		return
+	}
+	if alts == nil {
+		b.alts, b.ret = nil, ret
+		return
+	}
+	for _, conds := range alts {
+		b.alts = append(b.alts, alt{conds: conds, ret: ret})
+	}
+}
+
+// muxAlts turns a rule's args into those of its twin on the multiplexer:
+// the first argument must be the call's number, and, as in libseccomp, that
+// replaces any condition the rule had on argument 0.
+func muxAlts(call uint32, alts [][]cond) [][]cond {
+	sel := cond{index: 0, op: specs.OpEqualTo, value: uint64(call)}
+	if alts == nil {
+		return [][]cond{{sel}}
+	}
+	out := make([][]cond, len(alts))
+	for i, conds := range alts {
+		out[i] = []cond{sel}
+		for _, c := range conds {
+			if c.index != 0 {
+				out[i] = append(out[i], c)
+			}
+		}
+	}
+	return out
 }
 
 // emitTree dispatches on the syscall number in A with a binary search over

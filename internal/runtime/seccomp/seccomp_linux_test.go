@@ -392,6 +392,30 @@ func TestFilterActions(t *testing.T) {
 			},
 		},
 		{
+			name: "i386 multiplexers follow the calls they multiplex",
+			cfg: specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Architectures: dockerArches, Syscalls: []specs.LinuxSyscall{
+				errnoRule(10, "socket", "recv"),
+				withArgs(errnoRule(11, "connect"), arg(0, specs.OpEqualTo, 5), arg(2, specs.OpEqualTo, 16)),
+				errnoRule(12, "shmget"),
+			}},
+			checks: []check{
+				{call(abiX86, "socket"), retErrno(10)},
+				{call(abiX86, "socketcall", 1), retErrno(10)},
+				{call(abiX86, "socketcall", 10), retErrno(10)},
+				{call(abiX86, "socketcall", 2), retAllow},
+				{call(abiX86, "connect", 5, 0, 16), retErrno(11)},
+				{call(abiX86, "connect", 6, 0, 16), retAllow},
+				// Through socketcall, argument 0 selects the call and the
+				// rule's condition on it is dropped, as libseccomp does.
+				{call(abiX86, "socketcall", 3, 0, 16), retErrno(11)},
+				{call(abiX86, "socketcall", 3, 0, 17), retAllow},
+				{call(abiX86, "ipc", 23), retErrno(12)},
+				{call(abiX86, "ipc", 24), retAllow},
+				{x64("socket"), retErrno(10)},
+				{x64("shmget"), retErrno(12)},
+			},
+		},
+		{
 			name:   "arm64 with arm",
 			goarch: "arm64",
 			cfg: specs.LinuxSeccomp{DefaultAction: specs.ActErrno, Architectures: []specs.Arch{specs.ArchAARCH64, specs.ArchARM, specs.ArchX86_64}, Syscalls: []specs.LinuxSyscall{
@@ -600,7 +624,7 @@ func TestUnknownSyscalls(t *testing.T) {
 }
 
 func TestTables(t *testing.T) {
-	for _, a := range []*abi{abiX86_64, abiX32, abiX86, abiAARCH64, abiARM} {
+	for _, a := range abis {
 		if !slices.IsSortedFunc(a.table, func(x, y sysEntry) int { return strings.Compare(x.name, y.name) }) {
 			t.Errorf("%s: table not sorted by name", a.name)
 		}

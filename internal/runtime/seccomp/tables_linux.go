@@ -44,15 +44,44 @@ type abi struct {
 	// AUDIT_ARCH value.
 	lo, hi uint32
 	table  syscallTable
+	muxed  map[string]muxed
+}
+
+// muxed is a call an ABI can also make through socketcall(2) or ipc(2),
+// which take the call's number as their first argument.
+type muxed struct {
+	via  string
+	call uint32
+}
+
+// x86Muxed are i386's multiplexed calls (SYS_SOCKET... in <linux/net.h>,
+// SEMOP... in <linux/ipc.h>). libseccomp gives every rule for one of them a
+// twin on the multiplexer, so that denying socket also denies
+// socketcall(SYS_SOCKET, ...): otherwise an i386 process could walk around
+// a deny rule.
+var x86Muxed = map[string]muxed{
+	"socket": {"socketcall", 1}, "bind": {"socketcall", 2}, "connect": {"socketcall", 3},
+	"listen": {"socketcall", 4}, "accept": {"socketcall", 5}, "getsockname": {"socketcall", 6},
+	"getpeername": {"socketcall", 7}, "socketpair": {"socketcall", 8}, "send": {"socketcall", 9},
+	"recv": {"socketcall", 10}, "sendto": {"socketcall", 11}, "recvfrom": {"socketcall", 12},
+	"shutdown": {"socketcall", 13}, "setsockopt": {"socketcall", 14}, "getsockopt": {"socketcall", 15},
+	"sendmsg": {"socketcall", 16}, "recvmsg": {"socketcall", 17}, "accept4": {"socketcall", 18},
+	"recvmmsg": {"socketcall", 19}, "sendmmsg": {"socketcall", 20},
+	"semop": {"ipc", 1}, "semget": {"ipc", 2}, "semctl": {"ipc", 3}, "semtimedop": {"ipc", 4},
+	"msgsnd": {"ipc", 11}, "msgrcv": {"ipc", 12}, "msgget": {"ipc", 13}, "msgctl": {"ipc", 14},
+	"shmat": {"ipc", 21}, "shmdt": {"ipc", 22}, "shmget": {"ipc", 23}, "shmctl": {"ipc", 24},
 }
 
 var (
 	abiX86_64  = &abi{name: specs.ArchX86_64, audit: unix.AUDIT_ARCH_X86_64, wide: true, lo: 0, hi: x32SyscallBit - 1, table: sysX86_64}
 	abiX32     = &abi{name: specs.ArchX32, audit: unix.AUDIT_ARCH_X86_64, lo: x32SyscallBit, hi: 0xffffffff, table: sysX32}
-	abiX86     = &abi{name: specs.ArchX86, audit: unix.AUDIT_ARCH_I386, lo: 0, hi: 0xffffffff, table: sysX86}
+	abiX86     = &abi{name: specs.ArchX86, audit: unix.AUDIT_ARCH_I386, lo: 0, hi: 0xffffffff, table: sysX86, muxed: x86Muxed}
 	abiAARCH64 = &abi{name: specs.ArchAARCH64, audit: unix.AUDIT_ARCH_AARCH64, wide: true, lo: 0, hi: 0xffffffff, table: sysAARCH64}
 	abiARM     = &abi{name: specs.ArchARM, audit: unix.AUDIT_ARCH_ARM, lo: 0, hi: 0xffffffff, table: sysARM}
 )
+
+// abis are all the ABIs berth has tables for.
+var abis = []*abi{abiX86_64, abiX32, abiX86, abiAARCH64, abiARM}
 
 // family lists, per GOARCH, the native ABI first and then the others the
 // same kernel can run. Configured architectures outside the family can never

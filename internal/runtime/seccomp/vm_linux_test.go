@@ -149,7 +149,7 @@ func expect(cfg *specs.LinuxSeccomp, goarch string, d data) uint32 {
 	highest, found := uint32(0), false
 	for _, sc := range cfg.Syscalls {
 		ret := modelAction(sc.Action, sc.ErrnoRet)
-		named := false
+		named, muxMatch := false, false
 		for _, n := range sc.Names {
 			if nr, ok := a.table.lookup(n); ok {
 				if !found || nr > highest {
@@ -157,17 +157,27 @@ func expect(cfg *specs.LinuxSeccomp, goarch string, d data) uint32 {
 				}
 				named = named || nr == d.nr
 			}
+			if m, ok := a.muxed[n]; ok {
+				if nr, ok := a.table.lookup(m.via); ok {
+					if !found || nr > highest {
+						highest, found = nr, true
+					}
+					if nr == d.nr {
+						muxMatch = muxMatch || modelMux(m.call, sc.Args, d)
+					}
+				}
+			}
 		}
-		if !named || ret == def {
+		if ret == def {
 			continue
 		}
-		if len(sc.Args) == 0 {
+		if named && len(sc.Args) == 0 {
 			if uncond == nil {
 				uncond = &ret
 			}
 			continue
 		}
-		if first == nil && modelArgs(sc.Args, a.wide, d) {
+		if first == nil && (muxMatch || named && modelArgs(sc.Args, a.wide, d)) {
 			first = &ret
 		}
 	}
@@ -206,22 +216,52 @@ func modelAction(act specs.LinuxSeccompAction, errnoRet *uint) uint32 {
 }
 
 func modelArgs(args []specs.LinuxSeccompArg, wide bool, d data) bool {
-	seen := map[uint]bool{}
-	repeated := false
-	for _, a := range args {
-		repeated = repeated || seen[a.Index]
-		seen[a.Index] = true
-	}
+	split := modelSplits(args)
 	for _, a := range args {
 		ok := modelArg(a, wide, d)
-		if repeated && ok {
+		if split && ok {
 			return true
 		}
-		if !repeated && !ok {
+		if !split && !ok {
 			return false
 		}
 	}
-	return !repeated
+	return !split
+}
+
+// modelMux is whether a call through a multiplexer (i386 only, so 32-bit
+// compares) matches the twin of a rule: the first argument selects the
+// call, and replaces whatever the rule asked of argument 0.
+func modelMux(call uint32, args []specs.LinuxSeccompArg, d data) bool {
+	if uint32(d.args[0]) != call {
+		return false
+	}
+	if !modelSplits(args) {
+		for _, a := range args {
+			if a.Index != 0 && !modelArg(a, false, d) {
+				return false
+			}
+		}
+		return true
+	}
+	for _, a := range args {
+		if a.Index == 0 || modelArg(a, false, d) {
+			return true
+		}
+	}
+	return false
+}
+
+// modelSplits is whether runc turns the rule into one rule per arg.
+func modelSplits(args []specs.LinuxSeccompArg) bool {
+	seen := map[uint]bool{}
+	for _, a := range args {
+		if seen[a.Index] {
+			return true
+		}
+		seen[a.Index] = true
+	}
+	return false
 }
 
 func modelArg(a specs.LinuxSeccompArg, wide bool, d data) bool {
