@@ -132,6 +132,17 @@ func (r *Runtime) Create(opts CreateOpts) (err error) {
 	if err := unix.Mkfifo(fifo, 0o622); err != nil {
 		return os.NewSyscallError("mkfifo", err)
 	}
+	// The init stage opens the fifo as the container's root, which in a
+	// user namespace is some other host uid: make it theirs (umask would
+	// otherwise leave it 0600 root-only).
+	if err := os.Chmod(fifo, 0o622); err != nil {
+		return err
+	}
+	if uid, gid := hostRoot(spec); uid != 0 || gid != 0 {
+		if err := os.Chown(fifo, uid, gid); err != nil {
+			return err
+		}
+	}
 	fifoFile, err := os.OpenFile(fifo, unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
@@ -196,6 +207,14 @@ func (r *Runtime) Create(opts CreateOpts) (err error) {
 			}
 			continue
 		case msgReady:
+			// Limits go on only now, as runc does: the init stage is
+			// a Go program whose threads count against pids.max and
+			// whose setup must not be starved by a tiny memory limit.
+			if res := withDeviceRules(spec); res != nil {
+				if err := cg.Set(res); err != nil {
+					return fmt.Errorf("linux.resources: %w", err)
+				}
+			}
 		case msgError:
 			return errors.New(m.Msg)
 		default:
@@ -331,11 +350,6 @@ func (r *Runtime) spawn(o spawnOpts) (*initProc, error) {
 		if err := o.cg.Apply(cmd.Process.Pid); err != nil {
 			return fail(fmt.Errorf("linux.cgroupsPath: %w", err))
 		}
-		if res := withDeviceRules(o.spec); res != nil {
-			if err := o.cg.Set(res); err != nil {
-				return fail(fmt.Errorf("linux.resources: %w", err))
-			}
-		}
 		cfg.CgroupPaths = cgroupPaths(o.cg)
 	} else if o.cg != nil && o.cg.Exists() {
 		if err := o.cg.Apply(cmd.Process.Pid); err != nil {
@@ -466,4 +480,20 @@ func withDeviceRules(spec *specs.Spec) *specs.LinuxResources {
 	)
 	res.Devices = rules
 	return &res
+}
+
+// hostRoot returns the host uid and gid that the container's root maps to.
+func hostRoot(spec *specs.Spec) (int, int) {
+	uid, gid := 0, 0
+	for _, m := range spec.Linux.UIDMappings {
+		if m.ContainerID == 0 {
+			uid = int(m.HostID)
+		}
+	}
+	for _, m := range spec.Linux.GIDMappings {
+		if m.ContainerID == 0 {
+			gid = int(m.HostID)
+		}
+	}
+	return uid, gid
 }

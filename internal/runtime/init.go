@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -146,7 +147,10 @@ func runInit(sock *os.File, enc *json.Encoder) error {
 
 	fifo := func() error {
 		// Blocks until `berth runtime start` opens the other end.
-		wfd, err := unix.Openat(procfd, "self/fd/"+strconv.Itoa(cfg.FifoFd), unix.O_WRONLY|unix.O_CLOEXEC, 0)
+		// A raw syscall: while blocked here the runtime must not start
+		// a thread to run other goroutines, because pids.max may
+		// already be applied and a failed thread creation aborts Go.
+		wfd, err := openatRaw(procfd, "self/fd/"+strconv.Itoa(cfg.FifoFd), unix.O_WRONLY|unix.O_CLOEXEC)
 		if err != nil {
 			return os.NewSyscallError("open exec fifo", err)
 		}
@@ -331,4 +335,16 @@ func checkExecutable(p string) error {
 		return fmt.Errorf("permission denied")
 	}
 	return nil
+}
+
+func openatRaw(dirfd int, path string, flags int) (int, error) {
+	p, err := unix.BytePtrFromString(path)
+	if err != nil {
+		return -1, err
+	}
+	fd, _, e := unix.RawSyscall6(unix.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(p)), uintptr(flags), 0, 0, 0)
+	if e != 0 {
+		return -1, e
+	}
+	return int(fd), nil
 }
