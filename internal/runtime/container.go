@@ -153,7 +153,10 @@ func (r *Runtime) Create(opts CreateOpts) (err error) {
 	if err != nil {
 		return fmt.Errorf("linux.cgroupsPath: %w", err)
 	}
-	cleanups = append(cleanups, func() { _ = cg.Destroy() })
+	cleanups = append(cleanups, func() {
+		_ = cg.Destroy()
+		removeDefaultParents(rec, cg)
+	})
 
 	console := opts.console
 	if opts.ConsoleSocket != "" {
@@ -347,7 +350,7 @@ func (r *Runtime) spawn(o spawnOpts) (*initProc, error) {
 	// Join the cgroup before the C stage unshares the cgroup namespace,
 	// so the namespace is rooted at the container's cgroup.
 	if o.mode == modeCreate {
-		if err := o.cg.Apply(cmd.Process.Pid); err != nil {
+		if err := applyRetry(o.cg, cmd.Process.Pid); err != nil {
 			return fail(fmt.Errorf("linux.cgroupsPath: %w", err))
 		}
 		cfg.CgroupPaths = cgroupPaths(o.cg)
@@ -403,7 +406,7 @@ func cgroupPaths(cg cgroups.Manager) map[string]string {
 	}
 	for _, h := range v1Hierarchies() {
 		for _, c := range h.controllers {
-			if p := cg.Path(strings.TrimPrefix(c, "name=")); p != "" {
+			if p := cg.Path(c); p != "" {
 				out[c] = p
 			}
 		}
@@ -496,4 +499,16 @@ func hostRoot(spec *specs.Spec) (int, int) {
 		}
 	}
 	return uid, gid
+}
+
+// applyRetry joins the cgroup, trying again when a delete removed the
+// shared parent directory between our mkdir of it and of our own.
+func applyRetry(cg cgroups.Manager, pid int) error {
+	var err error
+	for i := 0; i < 5; i++ {
+		if err = cg.Apply(pid); err == nil || !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return err
 }

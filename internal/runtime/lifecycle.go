@@ -196,6 +196,9 @@ func (r *Runtime) destroy(rec *record) error {
 			return fmt.Errorf("remove cgroup: %w", err)
 		}
 	}
+	if cg != nil {
+		removeDefaultParents(rec, cg)
+	}
 	if rec.Config != nil && rec.Config.Hooks != nil {
 		if err := runHooks("poststop", rec.Config.Hooks.Poststop, rec.specState(Stopped)); err != nil {
 			r.warn("%v", err)
@@ -303,3 +306,18 @@ func (r *Runtime) ContainerSpec(id string) (*specs.Spec, error) {
 
 func uidSelf() int { return os.Getuid() }
 func gidSelf() int { return os.Getgid() }
+
+// removeDefaultParents removes berth's own parent cgroup (/berth) once its
+// last container is gone, so the host is left as it was. A concurrent
+// create that loses the race retries (see applyRetry); a parent still in use
+// refuses rmdir with EBUSY, which is fine.
+func removeDefaultParents(rec *record, cg cgroups.Manager) {
+	if rec.CgroupPath != defaultCgroupPath(rec.ID) {
+		return
+	}
+	for _, p := range cgroupPaths(cg) {
+		if parent := filepath.Dir(p); filepath.Base(parent) == "berth" {
+			_ = unix.Rmdir(parent)
+		}
+	}
+}

@@ -123,6 +123,11 @@ func Validate(spec *specs.Spec, bundle string) error {
 		if m.Destination == "" {
 			return invalid(field+".destination", "missing")
 		}
+		// Checked again by the init stage when it mounts; here so a
+		// hostile bundle is refused before anything exists.
+		if _, err := resolveInRoot(root, m.Destination); err != nil {
+			return invalid(field+".destination", "%v", err)
+		}
 		if _, err := parseMountOptions(m.Options); err != nil {
 			return invalid(field+".options", "%v", err)
 		}
