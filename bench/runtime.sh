@@ -10,6 +10,9 @@
 #   RUNS      timed runs per runtime (default 50, at least 30)
 #   WARMUP    untimed runs before them (default 3)
 #   RSS_RUNS  runs under GNU time for the peak RSS (default 5; median kept)
+#   GAP_MS    pause before each timed run (default 0: back to back); see
+#             docs/benchmarks.md for why back-to-back runs flatter fast
+#             runtimes on cgroup v1 hosts
 #   BERTH     berth binary (default bin/berth of this checkout)
 #   BUSYBOX   static busybox copied into the rootfs (default /bin/busybox)
 #
@@ -43,6 +46,7 @@ repo=$(dirname "$here")
 RUNS=${RUNS:-50}
 WARMUP=${WARMUP:-3}
 RSS_RUNS=${RSS_RUNS:-5}
+GAP_MS=${GAP_MS:-0}
 BERTH=${BERTH:-$repo/bin/berth}
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 
@@ -54,6 +58,12 @@ command -v hyperfine >/dev/null || die "needs hyperfine (Debian package hyperfin
 [ -x "$BERTH" ] || die "no berth binary at $BERTH: run make build first"
 [ -x "$BUSYBOX" ] || die "no busybox at $BUSYBOX: install busybox-static or set BUSYBOX"
 [ "$RUNS" -ge 30 ] || die "RUNS=$RUNS: use at least 30 runs"
+case $GAP_MS in '' | *[!0-9]*) die "GAP_MS=$GAP_MS: want whole milliseconds" ;; esac
+gap=()
+if [ "$GAP_MS" -gt 0 ]; then
+	# --prepare runs untimed before every run (without a shell, under -N).
+	gap=(--prepare "sleep $(awk -v ms="$GAP_MS" 'BEGIN { printf "%.3f", ms / 1000 }')")
+fi
 have_time=0
 [ -x /usr/bin/time ] && have_time=1 || note "no /usr/bin/time (Debian package time): peak RSS not measured"
 
@@ -171,7 +181,7 @@ for name in "${runtimes[@]}"; do
 
 	note "$name: $RUNS runs of: ${w:+$w }$cmd"
 	# shellcheck disable=SC2086
-	if ! $w hyperfine -N --runs "$RUNS" --warmup "$WARMUP" --style none \
+	if ! $w hyperfine -N --runs "$RUNS" --warmup "$WARMUP" --style none "${gap[@]}" \
 		--export-json "$tmp/out/$name.json" "$cmd" >>"$log" 2>&1; then
 		note "$name: hyperfine failed:"
 		sed 's/^/  /' "$log" >&2
@@ -205,7 +215,9 @@ rss_mb() {
 
 declare -A median
 echo
-echo "run of busybox true: $RUNS runs each (+$WARMUP warmup), $(uname -r), $(nproc) CPUs"
+pause="back to back"
+[ "$GAP_MS" -gt 0 ] && pause="$GAP_MS ms apart"
+echo "run of busybox true: $RUNS runs each (+$WARMUP warmup), $pause; $(uname -r), $(nproc) CPUs"
 for name in "${runtimes[@]}"; do
 	[ -n "${version[$name]-}" ] && echo "  $name ${version[$name]}"
 done

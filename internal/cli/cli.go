@@ -30,6 +30,7 @@ func Execute(args []string) int {
 	if name == "runc" || name == "berth-runc" {
 		args = append([]string{"runtime"}, args...)
 	}
+	runtimeMode = len(args) > 0 && args[0] == "runtime"
 	root.SetArgs(args)
 	err := root.Execute()
 	if err == nil {

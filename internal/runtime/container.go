@@ -195,10 +195,11 @@ func (r *Runtime) Create(opts CreateOpts) (err error) {
 		switch m.Type {
 		case msgHooks:
 			if spec.Hooks != nil {
-				st := rec.specState(Creating)
-				herr := runHooks("prestart", spec.Hooks.Prestart, st)
+				// prestart is the deprecated form of createRuntime; tools
+				// written for it expect the status "created".
+				herr := runHooks("prestart", spec.Hooks.Prestart, rec.specState(Created))
 				if herr == nil {
-					herr = runHooks("createRuntime", spec.Hooks.CreateRuntime, st)
+					herr = runHooks("createRuntime", spec.Hooks.CreateRuntime, rec.specState(Creating))
 				}
 				if herr != nil {
 					_ = p.conn.send(syncMsg{Type: msgError, Msg: herr.Error()})

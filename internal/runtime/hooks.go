@@ -45,11 +45,23 @@ func runHook(h specs.Hook, state []byte) error {
 	if cmd.Env == nil {
 		cmd.Env = []string{}
 	}
-	cmd.Stdin = bytes.NewReader(state)
+	// The state goes through a pipe we write ourselves: a hook that
+	// exits without reading it is not a failed hook (EPIPE is ignored).
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.WaitDelay = time.Second
-	err := cmd.Run()
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	go func() {
+		_, _ = stdin.Write(state)
+		_ = stdin.Close()
+	}()
+	err = cmd.Wait()
 	if ctx.Err() == context.DeadlineExceeded {
 		return fmt.Errorf("timed out after %ds", *h.Timeout)
 	}
@@ -61,4 +73,18 @@ func runHook(h specs.Hook, state []byte) error {
 		return err
 	}
 	return nil
+}
+
+// runHooksWarn runs every hook even when some fail, reporting each failure
+// to warn: the spec's rule for poststart and poststop hooks.
+func runHooksWarn(kind string, hooks []specs.Hook, state specs.State, warn func(string, ...any)) {
+	data, err := json.Marshal(state)
+	if err != nil {
+		return
+	}
+	for i, h := range hooks {
+		if err := runHook(h, data); err != nil && warn != nil {
+			warn("hooks.%s[%d] (%s): %v", kind, i, h.Path, err)
+		}
+	}
 }

@@ -158,7 +158,9 @@ func runInit(sock *os.File, enc *json.Encoder) error {
 			unix.Close(wfd)
 			return os.NewSyscallError("write exec fifo", err)
 		}
-		unix.Close(wfd)
+		// wfd stays open until execve closes it (O_CLOEXEC): the EOF
+		// tells `start` the user's program now runs, so poststart
+		// hooks run after it, as the spec orders.
 		if spec.Hooks != nil {
 			st := specs.State{Version: specs.Version, ID: cfg.ID, Status: specs.StateRunning, Pid: os.Getpid(), Bundle: filepath.Dir(cfg.Rootfs), Annotations: spec.Annotations}
 			if err := runHooks("startContainer", spec.Hooks.StartContainer, st); err != nil {

@@ -77,28 +77,39 @@ func (r *Runtime) Start(id string) error {
 		return os.NewSyscallError("open exec fifo", err)
 	}
 	defer unix.Close(fd)
+	// First the init's byte (it passed the fifo), then EOF (its execve
+	// closed the fifo). Poll, so a dead init cannot hang us.
 	buf := make([]byte, 1)
+	got := false
 	for {
 		n, err := unix.Read(fd, buf)
 		if n == 1 {
-			break
+			if !got {
+				got = true
+				// From here on the container counts as running.
+				if err := os.Remove(fifo); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if n == 0 && err == nil && got {
+			break // EOF: the program runs
 		}
 		if err != nil && err != unix.EAGAIN {
 			return os.NewSyscallError("read exec fifo", err)
 		}
 		if !rec.alive() {
+			if got {
+				break // it ran and already exited
+			}
 			return fmt.Errorf("container %q: init process exited before it was started", id)
 		}
 		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 		_, _ = unix.Poll(fds, 10)
 	}
-	if err := os.Remove(fifo); err != nil {
-		return err
-	}
 	if rec.Config.Hooks != nil {
-		if err := runHooks("poststart", rec.Config.Hooks.Poststart, rec.specState(Running)); err != nil {
-			r.warn("%v", err)
-		}
+		runHooksWarn("poststart", rec.Config.Hooks.Poststart, rec.specState(Running), r.warn)
 	}
 	return nil
 }
@@ -160,9 +171,12 @@ func (r *Runtime) Delete(id string, force bool) error {
 	defer unlock()
 	switch st := rec.status(r.Root); st {
 	case Stopped:
-	case Created, Creating:
+	case Creating:
+		// A create that died half-way: nothing to protect.
 		r.killInit(rec)
 	default:
+		// The runtime spec: deleting a container that is not stopped
+		// (created included) is an error unless forced.
 		if !force {
 			return fmt.Errorf("cannot delete container %q that is not stopped: %s (stop it first or use --force): %w", id, st, errdefs.ErrFailedPrecondition)
 		}
@@ -200,9 +214,7 @@ func (r *Runtime) destroy(rec *record) error {
 		removeDefaultParents(rec, cg)
 	}
 	if rec.Config != nil && rec.Config.Hooks != nil {
-		if err := runHooks("poststop", rec.Config.Hooks.Poststop, rec.specState(Stopped)); err != nil {
-			r.warn("%v", err)
-		}
+		runHooksWarn("poststop", rec.Config.Hooks.Poststop, rec.specState(Stopped), r.warn)
 	}
 	return os.RemoveAll(rec.dir(r.Root))
 }
