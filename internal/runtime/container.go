@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -348,17 +349,16 @@ func (r *Runtime) spawn(o spawnOpts) (*initProc, error) {
 	p := &initProc{cmd: cmd, conn: newChildConn(parentEnd)}
 	fail := func(err error) (*initProc, error) { return p, err }
 
-	// Join the cgroup before the C stage unshares the cgroup namespace,
-	// so the namespace is rooted at the container's cgroup.
+	// The C stage joins the cgroup itself, before it unshares the cgroup
+	// namespace (so the namespace is rooted at the container's cgroup).
 	if o.mode == modeCreate {
-		if err := applyRetry(o.cg, cmd.Process.Pid); err != nil {
+		if err := applyRetry(o.cg, 0); err != nil {
 			return fail(fmt.Errorf("linux.cgroupsPath: %w", err))
 		}
 		cfg.CgroupPaths = cgroupPaths(o.cg)
-	} else if o.cg != nil && o.cg.Exists() {
-		if err := o.cg.Apply(cmd.Process.Pid); err != nil {
-			return fail(fmt.Errorf("join container cgroup: %w", err))
-		}
+	}
+	if o.cg != nil && o.cg.Exists() {
+		o.plan.cgroups = joinFiles(o.cg)
 	}
 	if _, err := parentEnd.Write(o.plan.encode()); err != nil {
 		return fail(fmt.Errorf("send namespace plan: %w", err))
@@ -512,4 +512,25 @@ func applyRetry(cg cgroups.Manager, pid int) error {
 		}
 	}
 	return err
+}
+
+// joinFiles lists, once per hierarchy, the file a process writes "0" to in
+// order to join the manager's cgroup: tasks on v1 (one thread, which for a
+// single-threaded process is the process), cgroup.procs on v2.
+func joinFiles(cg cgroups.Manager) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, dir := range cgroupPaths(cg) {
+		if seen[dir] {
+			continue
+		}
+		seen[dir] = true
+		name := "tasks"
+		if cgroups.DetectMode() == cgroups.Unified {
+			name = "cgroup.procs"
+		}
+		out = append(out, filepath.Join(dir, name))
+	}
+	sort.Strings(out)
+	return out
 }

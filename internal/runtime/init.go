@@ -322,7 +322,7 @@ func lookPath(name string, env []string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("process.args[0] %q: executable file not found in $PATH: %w", name, exec.ErrNotFound)
+	return "", fmt.Errorf("process.args[0] %q: %w", name, exec.ErrNotFound)
 }
 
 func checkExecutable(p string) error {

@@ -52,9 +52,10 @@ const (
 
 // nsPlan is what the C stage does; see nsenter.c for its wire format.
 type nsPlan struct {
-	clone int
-	joins []nsJoin
-	fork  bool
+	clone   int
+	joins   []nsJoin
+	fork    bool
+	cgroups []string // files the C stage writes "0" to, to join a cgroup
 }
 
 type nsJoin struct {
@@ -72,6 +73,9 @@ func (p nsPlan) encode() []byte {
 	}
 	if p.fork {
 		b.WriteString("fork=1\n")
+	}
+	for _, c := range p.cgroups {
+		fmt.Fprintf(&b, "cgroup=%s\n", c)
 	}
 	out := make([]byte, 4+b.Len())
 	binary.LittleEndian.PutUint32(out, uint32(b.Len()))

@@ -5,6 +5,7 @@
 //     clone=<decimal flags to unshare>     (at most once)
 //     join=<decimal CLONE_NEW* flag>:<path> (in the order to join; user first)
 //     fork=1                               (fork so the child is PID 1 / in the pid ns)
+//     cgroup=<path of a tasks or cgroup.procs file>  (join; repeated)
 // child -> parent:
 //   "M"            after unshare(CLONE_NEWUSER): write my uid_map/gid_map now
 //   parent -> "m"  maps written
@@ -34,6 +35,7 @@
 #endif
 
 #define MAX_JOINS 16
+#define MAX_CGROUPS 32
 
 static int sync_fd = -1;
 
@@ -117,14 +119,19 @@ void berth_nsenter(void) {
 	if (len > 0 && read_full(sync_fd, plan, len) < 0)
 		bail("nsenter: read plan");
 
-	int cloneflags = 0, dofork = 0, njoins = 0;
+	int cloneflags = 0, dofork = 0, njoins = 0, ncgroups = 0;
 	struct join joins[MAX_JOINS];
+	char *cgroups[MAX_CGROUPS];
 	char *save = NULL;
 	for (char *line = strtok_r(plan, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
 		if (strncmp(line, "clone=", 6) == 0) {
 			cloneflags = atoi(line + 6);
 		} else if (strncmp(line, "fork=", 5) == 0) {
 			dofork = atoi(line + 5);
+		} else if (strncmp(line, "cgroup=", 7) == 0) {
+			if (ncgroups >= MAX_CGROUPS)
+				bail("nsenter: too many cgroups to join");
+			cgroups[ncgroups++] = line + 7;
 		} else if (strncmp(line, "join=", 5) == 0) {
 			if (njoins >= MAX_JOINS)
 				bail("nsenter: too many namespaces to join");
@@ -138,6 +145,20 @@ void berth_nsenter(void) {
 		} else {
 			bail("nsenter: unknown plan line %s", line);
 		}
+	}
+	// Join the cgroups first, while host paths still resolve and before
+	// a cgroup namespace is made (it is rooted where we stand). We move
+	// ourselves by writing "0" while single-threaded: the kernel then
+	// migrates one thread without taking the global threadgroup lock,
+	// which on cgroup v1 costs an RCU grace period (10-15 ms) when the
+	// parent writes our pid instead.
+	for (int i = 0; i < ncgroups; i++) {
+		int fd = open(cgroups[i], O_WRONLY | O_CLOEXEC);
+		if (fd < 0)
+			bail("join cgroup: open %s", cgroups[i]);
+		if (write(fd, "0", 1) != 1)
+			bail("join cgroup: write %s", cgroups[i]);
+		close(fd);
 	}
 	free(plan);
 
