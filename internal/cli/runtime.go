@@ -82,6 +82,7 @@ func newRuntimeCommand() *cobra.Command {
 		newPauseCommand(rt, true),
 		newPauseCommand(rt, false),
 		newFeaturesCommand(),
+		newEventsCommand(rt),
 	)
 	return cmd
 }
@@ -511,4 +512,37 @@ func newFeaturesCommand() *cobra.Command {
 			return printJSON(cmd.OutOrStdout(), runtime.Features())
 		},
 	}
+}
+
+func newEventsCommand(rt runtimeFn) *cobra.Command {
+	var stats bool
+	var interval time.Duration
+	cmd := &cobra.Command{
+		Use:   "events [--stats] <container-id>",
+		Short: "Print a container's resource usage as JSON (once with --stats, else every --interval)",
+		Args:  exactArgs(1, "a container id"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := rt()
+			if err != nil {
+				return err
+			}
+			for {
+				s, err := r.Stats(args[0])
+				if err != nil {
+					return err
+				}
+				ev := map[string]any{"type": "stats", "id": args[0], "data": s}
+				if err := json.NewEncoder(cmd.OutOrStdout()).Encode(ev); err != nil {
+					return err
+				}
+				if stats {
+					return nil
+				}
+				time.Sleep(interval)
+			}
+		},
+	}
+	cmd.Flags().BoolVar(&stats, "stats", false, "print the stats once and exit")
+	cmd.Flags().DurationVar(&interval, "interval", 5*time.Second, "time between stats")
+	return cmd
 }

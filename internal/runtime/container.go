@@ -256,7 +256,7 @@ func writePidFile(path string, pid int) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(abs, []byte(strconv.Itoa(pid)), 0o644)
+	return writeFileAtomic(abs, []byte(strconv.Itoa(pid)), 0o644, false)
 }
 
 type spawnOpts struct {

@@ -50,7 +50,7 @@ func (r *Runtime) Run(o RunOpts) (int, error) {
 	// leave a half-made container.
 	sigs := make(chan os.Signal, 32)
 	if !o.Detach {
-		signal.Notify(sigs)
+		signal.Notify(sigs, forwardedSignals...)
 		defer signal.Stop(sigs)
 	}
 	if err := r.Create(o.CreateOpts); err != nil {
@@ -79,6 +79,15 @@ func (r *Runtime) Run(o RunOpts) (int, error) {
 		}
 	}
 	return code, nil
+}
+
+// forwardedSignals are passed on to the container's process. Not every
+// signal: asking the Go runtime for all of them costs a millisecond at
+// start, and SIGCHLD, SIGPIPE and SIGURG are ours, not the container's.
+var forwardedSignals = []os.Signal{
+	unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGTERM,
+	unix.SIGALRM, unix.SIGCONT, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU, unix.SIGWINCH,
+	unix.SIGPWR, unix.SIGXCPU, unix.SIGXFSZ, unix.SIGVTALRM, unix.SIGPROF,
 }
 
 // waitForward reaps children until pid exits, forwarding signals to it.
@@ -199,7 +208,7 @@ func (r *Runtime) Exec(o ExecOpts) (int, error) {
 	}
 	sigs := make(chan os.Signal, 32)
 	if !o.Detach {
-		signal.Notify(sigs)
+		signal.Notify(sigs, forwardedSignals...)
 		defer signal.Stop(sigs)
 	}
 	p, err := r.spawn(spawnOpts{

@@ -84,16 +84,23 @@ func checkID(id string) error {
 
 func (r *record) dir(root string) string { return filepath.Join(root, r.ID) }
 
-// save writes state.json atomically: temp file, fsync, rename.
+// save writes state.json atomically (temp file, rename), without fsync:
+// rename alone means a berth killed at any moment leaves the old or the new
+// record, never half of one; fsync would only guard against a machine
+// crash, after which no container of this state survives anyway (it
+// describes live processes, like runc's state under /run). Skipping it
+// saves 0.3-2 ms per write on a disk-backed root.
 func (r *record) save(root string) error {
 	data, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(r.dir(root), stateFile), data, 0o600)
+	return writeFileAtomic(filepath.Join(r.dir(root), stateFile), data, 0o600, false)
 }
 
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+// writeFileAtomic writes path by temp file and rename; durable adds an
+// fsync before the rename, for files that must outlive a machine crash.
+func writeFileAtomic(path string, data []byte, mode os.FileMode, durable bool) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err
@@ -107,9 +114,11 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 		tmp.Close()
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
+	if durable {
+		if err := tmp.Sync(); err != nil {
+			tmp.Close()
+			return err
+		}
 	}
 	if err := tmp.Close(); err != nil {
 		return err
