@@ -96,6 +96,17 @@ func envOr(key, def string) string {
 
 type runtimeFn func() (*runtime.Runtime, error)
 
+// with adapts a verb that needs the runtime to cobra's RunE.
+func (rt runtimeFn) with(f func(cmd *cobra.Command, r *runtime.Runtime, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		r, err := rt()
+		if err != nil {
+			return err
+		}
+		return f(cmd, r, args)
+	}
+}
+
 func addCreateFlags(cmd *cobra.Command, o *runtime.CreateOpts) {
 	cmd.Flags().StringVarP(&o.Bundle, "bundle", "b", ".", "path to the bundle directory")
 	cmd.Flags().StringVar(&o.ConsoleSocket, "console-socket", "", "unix socket that receives the terminal's master end")
@@ -111,14 +122,10 @@ func newCreateCommand(rt runtimeFn) *cobra.Command {
 		Use:   "create [flags] <container-id>",
 		Short: "Create a container; its process waits for `start`",
 		Args:  exactArgs(1, "a container id"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := rt()
-			if err != nil {
-				return err
-			}
+		RunE: rt.with(func(cmd *cobra.Command, r *runtime.Runtime, args []string) error {
 			o.ID = args[0]
 			return r.Create(o)
-		},
+		}),
 	}
 	addCreateFlags(cmd, &o)
 	return cmd
@@ -129,13 +136,9 @@ func newStartCommand(rt runtimeFn) *cobra.Command {
 		Use:   "start <container-id>",
 		Short: "Start the process of a created container",
 		Args:  exactArgs(1, "a container id"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := rt()
-			if err != nil {
-				return err
-			}
+		RunE: rt.with(func(cmd *cobra.Command, r *runtime.Runtime, args []string) error {
 			return r.Start(args[0])
-		},
+		}),
 	}
 }
 
@@ -145,11 +148,7 @@ func newRunCommand(rt runtimeFn) *cobra.Command {
 		Use:   "run [flags] <container-id>",
 		Short: "Create and start a container, and wait for it unless --detach",
 		Args:  exactArgs(1, "a container id"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := rt()
-			if err != nil {
-				return err
-			}
+		RunE: rt.with(func(cmd *cobra.Command, r *runtime.Runtime, args []string) error {
 			o.ID = args[0]
 			code, err := r.Run(o)
 			if err != nil {
@@ -159,7 +158,7 @@ func newRunCommand(rt runtimeFn) *cobra.Command {
 				return exitError{code}
 			}
 			return nil
-		},
+		}),
 	}
 	addCreateFlags(cmd, &o.CreateOpts)
 	cmd.Flags().BoolVarP(&o.Detach, "detach", "d", false, "return once the process runs")
@@ -173,17 +172,13 @@ func newStateCommand(rt runtimeFn) *cobra.Command {
 		Use:   "state <container-id>",
 		Short: "Print a container's state as JSON",
 		Args:  exactArgs(1, "a container id"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := rt()
-			if err != nil {
-				return err
-			}
+		RunE: rt.with(func(cmd *cobra.Command, r *runtime.Runtime, args []string) error {
 			st, err := r.State(args[0])
 			if err != nil {
 				return err
 			}
 			return printJSON(cmd.OutOrStdout(), st)
-		},
+		}),
 	}
 }
 
@@ -198,11 +193,7 @@ func newKillCommand(rt runtimeFn) *cobra.Command {
 			}
 			return nil
 		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := rt()
-			if err != nil {
-				return err
-			}
+		RunE: rt.with(func(cmd *cobra.Command, r *runtime.Runtime, args []string) error {
 			sigName := "SIGTERM"
 			if len(args) == 2 {
 				sigName = args[1]
@@ -212,7 +203,7 @@ func newKillCommand(rt runtimeFn) *cobra.Command {
 				return err
 			}
 			return r.Kill(args[0], sig, all)
-		},
+		}),
 	}
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "signal every process in the container")
 	return cmd
@@ -229,11 +220,7 @@ func newDeleteCommand(rt runtimeFn) *cobra.Command {
 			}
 			return nil
 		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := rt()
-			if err != nil {
-				return err
-			}
+		RunE: rt.with(func(cmd *cobra.Command, r *runtime.Runtime, args []string) error {
 			var errs []error
 			for _, id := range args {
 				if err := r.Delete(id, force); err != nil {
@@ -244,7 +231,7 @@ func newDeleteCommand(rt runtimeFn) *cobra.Command {
 				}
 			}
 			return errors.Join(errs...)
-		},
+		}),
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "kill the container first if it runs")
 	return cmd
@@ -273,11 +260,7 @@ func newExecCommand(rt runtimeFn) *cobra.Command {
 			}
 			return nil
 		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := rt()
-			if err != nil {
-				return err
-			}
+		RunE: rt.with(func(cmd *cobra.Command, r *runtime.Runtime, args []string) error {
 			o.ID = args[0]
 			var p specs.Process
 			if procPath != "" {
@@ -336,7 +319,7 @@ func newExecCommand(rt runtimeFn) *cobra.Command {
 				return exitError{code}
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().SetInterspersed(false)
 	cmd.Flags().StringVarP(&procPath, "process", "p", "", "path to a process.json")
@@ -380,11 +363,7 @@ func newPsCommand(rt runtimeFn) *cobra.Command {
 		Use:   "ps [--format table|json] <container-id>",
 		Short: "List the processes running in a container",
 		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := rt()
-			if err != nil {
-				return err
-			}
+		RunE: rt.with(func(cmd *cobra.Command, r *runtime.Runtime, args []string) error {
 			pids, err := r.Pids(args[0])
 			if err != nil {
 				return err
@@ -399,7 +378,7 @@ func newPsCommand(rt runtimeFn) *cobra.Command {
 				return printProcTable(cmd.OutOrStdout(), pids)
 			}
 			return usageErr("--format %q: use table or json", format)
-		},
+		}),
 	}
 	cmd.Flags().StringVarP(&format, "format", "f", "table", "table or json")
 	return cmd
@@ -415,11 +394,7 @@ func newListCommand(rt runtimeFn) *cobra.Command {
 		Aliases: []string{"ls"},
 		Short:   "List containers",
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := rt()
-			if err != nil {
-				return err
-			}
+		RunE: rt.with(func(cmd *cobra.Command, r *runtime.Runtime, args []string) error {
 			states, err := r.List()
 			if err != nil {
 				return err
@@ -446,7 +421,7 @@ func newListCommand(rt runtimeFn) *cobra.Command {
 				return w.Flush()
 			}
 			return usageErr("--format %q: use table or json", format)
-		},
+		}),
 	}
 	cmd.Flags().StringVarP(&format, "format", "f", "table", "table or json")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only ids")
@@ -462,16 +437,12 @@ func newPauseCommand(rt runtimeFn, pause bool) *cobra.Command {
 		Use:   use,
 		Short: short,
 		Args:  exactArgs(1, "a container id"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := rt()
-			if err != nil {
-				return err
-			}
+		RunE: rt.with(func(cmd *cobra.Command, r *runtime.Runtime, args []string) error {
 			if pause {
 				return r.Pause(args[0])
 			}
 			return r.Resume(args[0])
-		},
+		}),
 	}
 }
 
@@ -521,11 +492,7 @@ func newEventsCommand(rt runtimeFn) *cobra.Command {
 		Use:   "events [--stats] <container-id>",
 		Short: "Print a container's resource usage as JSON (once with --stats, else every --interval)",
 		Args:  exactArgs(1, "a container id"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := rt()
-			if err != nil {
-				return err
-			}
+		RunE: rt.with(func(cmd *cobra.Command, r *runtime.Runtime, args []string) error {
 			for {
 				s, err := r.Stats(args[0])
 				if err != nil {
@@ -540,7 +507,7 @@ func newEventsCommand(rt runtimeFn) *cobra.Command {
 				}
 				time.Sleep(interval)
 			}
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&stats, "stats", false, "print the stats once and exit")
 	cmd.Flags().DurationVar(&interval, "interval", 5*time.Second, "time between stats")

@@ -156,7 +156,7 @@ func (r *Runtime) Create(opts CreateOpts) (err error) {
 	}
 	cleanups = append(cleanups, func() {
 		_ = cg.Destroy()
-		removeDefaultParents(rec, cg)
+		removeCreatedParents(rec)
 	})
 
 	console := opts.console
@@ -352,6 +352,7 @@ func (r *Runtime) spawn(o spawnOpts) (*initProc, error) {
 	// The C stage joins the cgroup itself, before it unshares the cgroup
 	// namespace (so the namespace is rooted at the container's cgroup).
 	if o.mode == modeCreate {
+		o.rec.CgroupParents = missingParents(o.cg)
 		if err := applyRetry(o.cg, 0); err != nil {
 			return fail(fmt.Errorf("linux.cgroupsPath: %w", err))
 		}
@@ -532,5 +533,33 @@ func joinFiles(cg cgroups.Manager) []string {
 		out = append(out, filepath.Join(dir, name))
 	}
 	sort.Strings(out)
+	return out
+}
+
+// missingParents lists, shallowest first, the ancestors of the container's
+// cgroup directories that do not exist yet (below each hierarchy's root).
+func missingParents(cg cgroups.Manager) []string {
+	roots := map[string]bool{"/sys/fs/cgroup": true}
+	for _, h := range v1Hierarchies() {
+		roots[h.mountpoint] = true
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, dir := range cgroupPaths(cg) {
+		var chain []string
+		for p := filepath.Dir(dir); !roots[p] && p != "/" && p != "."; p = filepath.Dir(p) {
+			if _, err := os.Stat(p); err == nil {
+				break
+			}
+			chain = append([]string{p}, chain...)
+		}
+		for _, p := range chain {
+			if !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return strings.Count(out[i], "/") < strings.Count(out[j], "/") })
 	return out
 }

@@ -113,9 +113,9 @@ func TestRuncParity(t *testing.T) {
 	}
 	t.Cleanup(func() { runtimes[1].cmd("delete", "--force", "par") })
 	type observation struct {
-		keys                              []string
+		keys                                 []string
 		statusCreated, statusRun, statusStop string
-		codes                             map[string]int
+		codes                                map[string]int
 	}
 	seen := map[string]observation{}
 	for _, r := range runtimes {

@@ -120,6 +120,8 @@ func TestZeroResidue200Cycles(t *testing.T) {
 		e.mustBerth("run", fmt.Sprintf("run%d", i))
 	}
 	e.spec.Process.Args = []string{"sleep", "1000"}
+	// A nested cgroupsPath: the parents create makes go with the container.
+	e.spec.Linux.CgroupsPath = "/berth-residue-parent/deeper/bg"
 	e.writeSpec()
 	e.mustBerth("run", "-d", "bg")
 	e.mustBerth("delete", "-f", "bg")

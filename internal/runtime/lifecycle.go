@@ -210,9 +210,7 @@ func (r *Runtime) destroy(rec *record) error {
 			return fmt.Errorf("remove cgroup: %w", err)
 		}
 	}
-	if cg != nil {
-		removeDefaultParents(rec, cg)
-	}
+	removeCreatedParents(rec)
 	if rec.Config != nil && rec.Config.Hooks != nil {
 		runHooksWarn("poststop", rec.Config.Hooks.Poststop, rec.specState(Stopped), r.warn)
 	}
@@ -220,33 +218,25 @@ func (r *Runtime) destroy(rec *record) error {
 }
 
 // Pause freezes every process of the container.
-func (r *Runtime) Pause(id string) error {
-	rec, err := loadRecord(r.Root, id)
-	if err != nil {
-		return err
-	}
-	if st := rec.status(r.Root); st != Running {
-		return fmt.Errorf("container %q is %s, not running: %w", id, st, errdefs.ErrFailedPrecondition)
-	}
-	cg, err := cgroups.New(rec.CgroupPath)
-	if err != nil {
-		return err
-	}
-	return cg.Freeze()
-}
+func (r *Runtime) Pause(id string) error { return r.setFrozen(id, Running, true) }
 
 // Resume thaws a paused container.
-func (r *Runtime) Resume(id string) error {
+func (r *Runtime) Resume(id string) error { return r.setFrozen(id, Paused, false) }
+
+func (r *Runtime) setFrozen(id string, from Status, freeze bool) error {
 	rec, err := loadRecord(r.Root, id)
 	if err != nil {
 		return err
 	}
-	if st := rec.status(r.Root); st != Paused {
-		return fmt.Errorf("container %q is %s, not paused: %w", id, st, errdefs.ErrFailedPrecondition)
+	if st := rec.status(r.Root); st != from {
+		return fmt.Errorf("container %q is %s, not %s: %w", id, st, from, errdefs.ErrFailedPrecondition)
 	}
 	cg, err := cgroups.New(rec.CgroupPath)
 	if err != nil {
 		return err
+	}
+	if freeze {
+		return cg.Freeze()
 	}
 	return cg.Thaw()
 }
@@ -319,17 +309,14 @@ func (r *Runtime) ContainerSpec(id string) (*specs.Spec, error) {
 func uidSelf() int { return os.Getuid() }
 func gidSelf() int { return os.Getgid() }
 
-// removeDefaultParents removes berth's own parent cgroup (/berth) once its
-// last container is gone, so the host is left as it was. A concurrent
-// create that loses the race retries (see applyRetry); a parent still in use
-// refuses rmdir with EBUSY, which is fine.
-func removeDefaultParents(rec *record, cg cgroups.Manager) {
-	if rec.CgroupPath != defaultCgroupPath(rec.ID) {
-		return
-	}
-	for _, p := range cgroupPaths(cg) {
-		if parent := filepath.Dir(p); filepath.Base(parent) == "berth" {
-			_ = unix.Rmdir(parent)
-		}
+// removeCreatedParents removes the parent cgroup directories that this
+// container's create made (berth's own /berth, or the parents of a nested
+// cgroupsPath), deepest first, once they are empty; directories that
+// existed before are never touched. A parent still used by another
+// container refuses rmdir with EBUSY, which is fine; a concurrent create
+// that loses the race to a removal retries (applyRetry).
+func removeCreatedParents(rec *record) {
+	for i := len(rec.CgroupParents) - 1; i >= 0; i-- {
+		_ = unix.Rmdir(rec.CgroupParents[i])
 	}
 }

@@ -155,7 +155,8 @@ func Validate(spec *specs.Spec, bundle string) error {
 }
 
 func validateProcess(p *specs.Process, field string) error {
-	if len(p.Args) == 0 && p.CommandLine == "" {
+	// commandLine is Windows-only: a Linux process needs args.
+	if len(p.Args) == 0 {
 		return invalid(field+".args", "empty (name the program to run)")
 	}
 	if p.Cwd == "" || !filepath.IsAbs(p.Cwd) {

@@ -41,18 +41,21 @@ const (
 // the config as it was at create time (editing the bundle afterwards must
 // not change a created container).
 type record struct {
-	ID            string            `json:"id"`
-	Bundle        string            `json:"bundle"`
-	Rootfs        string            `json:"rootfs"`
-	Pid           int               `json:"pid"`
-	PidStartTime  uint64            `json:"pidStartTime"`
-	Created       time.Time         `json:"created"`
-	Owner         string            `json:"owner"`
-	Creating      bool              `json:"creating,omitempty"`
-	CgroupPath    string            `json:"cgroupPath"`
-	CgroupPaths   map[string]string `json:"cgroupPaths,omitempty"`
-	Config        *specs.Spec       `json:"config"`
-	ExternalPidNS bool              `json:"externalPidNS,omitempty"`
+	ID           string            `json:"id"`
+	Bundle       string            `json:"bundle"`
+	Rootfs       string            `json:"rootfs"`
+	Pid          int               `json:"pid"`
+	PidStartTime uint64            `json:"pidStartTime"`
+	Created      time.Time         `json:"created"`
+	Owner        string            `json:"owner"`
+	Creating     bool              `json:"creating,omitempty"`
+	CgroupPath   string            `json:"cgroupPath"`
+	CgroupPaths  map[string]string `json:"cgroupPaths,omitempty"`
+	// CgroupParents are the parent directories create made, shallowest
+	// first; delete removes them when empty.
+	CgroupParents []string    `json:"cgroupParents,omitempty"`
+	Config        *specs.Spec `json:"config"`
+	ExternalPidNS bool        `json:"externalPidNS,omitempty"`
 }
 
 // State is the runtime-spec state of a container, plus runc's extra fields

@@ -339,12 +339,15 @@ func TestValidateAccepts(t *testing.T) {
 		{"mount through an absolute symlink", func(s *specs.Spec, b string) {
 			// Absolute targets start again at the container's root.
 			mustSymlink(t, "/", filepath.Join(b, "rootfs", "hostroot"))
-			mustSymlink(t, "/etc", filepath.Join(b, "rootfs", "etc"))
+			mustSymlink(t, "/etc/", filepath.Join(b, "rootfs", "etc2"))
+			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/etc2/hosts", Type: "tmpfs", Source: "tmpfs"})
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/hostroot/etc/hosts", Type: "tmpfs", Source: "tmpfs"})
 		}},
 		{"mount through a relative symlink", func(s *specs.Spec, b string) {
 			mustMkdir(t, filepath.Join(b, "rootfs", "var", "lib"))
-			mustSymlink(t, "../var/lib", filepath.Join(b, "rootfs", "varlib"))
+			mustSymlink(t, "var/lib", filepath.Join(b, "rootfs", "varlib"))
+			mustSymlink(t, "../lib", filepath.Join(b, "rootfs", "var", "lib2"))
+			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/var/lib2/x", Type: "tmpfs", Source: "tmpfs"})
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/varlib/data", Type: "tmpfs", Source: "tmpfs"})
 		}},
 		{"bind source relative to the bundle", func(s *specs.Spec, b string) {
@@ -437,7 +440,7 @@ func TestParseSpec(t *testing.T) {
 		{name: "empty", in: ``, want: []string{"malformed JSON at byte 0"}},
 		{name: "truncated", in: `{"ociVersion":`, want: []string{"malformed JSON at byte 14"}},
 		{name: "missing value", in: `{"ociVersion":}`, want: []string{"malformed JSON at byte 15"}},
-		{name: "trailing comma", in: `{"process":{"args":["sh",]}}`, want: []string{"malformed JSON at byte 25"}},
+		{name: "trailing comma", in: `{"process":{"args":["sh",]}}`, want: []string{"malformed JSON at byte 26"}},
 		{name: "trailing garbage", in: `{} x`, want: []string{"malformed JSON at byte 4"}},
 		{name: "version as number", in: `{"ociVersion":1}`, want: []string{"field ociVersion", "number", "string"}},
 		{name: "args as string", in: `{"process":{"args":"sh"}}`, want: []string{"field process.args", "string", "[]string"}},
