@@ -171,3 +171,23 @@ func TestRuncParity(t *testing.T) {
 		}
 	}
 }
+
+// TestForegroundTerminal: `run` of a terminal process without
+// --console-socket gives the container a pty and copies berth's own stdio
+// to and from it.
+func TestForegroundTerminal(t *testing.T) {
+	e := newEnv(t)
+	e.spec.Process.Terminal = true
+	e.spec.Process.Args = []string{"sh", "-c", "tty; read line; echo got=$line"}
+	e.writeSpec()
+	in := filepath.Join(e.dir, "stdin")
+	os.WriteFile(in, []byte("typed\n"), 0o644)
+	f, _ := os.Open(in)
+	defer f.Close()
+	cmd := exec.Command(berthBin, "runtime", "--root", e.root, "run", "fgtty")
+	cmd.Dir, cmd.Stdin = e.bundle, f
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "/dev/pts/0") || !strings.Contains(string(out), "got=typed") {
+		t.Errorf("foreground terminal: %v %q", err, out)
+	}
+}
