@@ -69,35 +69,43 @@ func defaultCgroupPath(id string) string { return "/berth/" + id }
 // Create sets a container up to the point where only its process's execve
 // is left, and returns once it waits for Start. On any failure nothing is
 // left behind: no state directory, cgroup, mount or process.
-func (r *Runtime) Create(opts CreateOpts) (err error) {
+func (r *Runtime) Create(opts CreateOpts) error {
+	_, err := r.create(opts, nil)
+	return err
+}
+
+// create is Create for callers that already parsed the bundle's config
+// (spec non-nil) and want the record back (Run keeps it in memory).
+func (r *Runtime) create(opts CreateOpts, spec *specs.Spec) (_ *record, err error) {
 	if err := checkID(opts.ID); err != nil {
-		return err
+		return nil, err
 	}
 	bundle, err := filepath.Abs(opts.Bundle)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	spec, err := LoadSpec(bundle)
-	if err != nil {
-		return err
+	if spec == nil {
+		if spec, err = LoadSpec(bundle); err != nil {
+			return nil, err
+		}
 	}
 	if err := Validate(spec, bundle); err != nil {
-		return err
+		return nil, err
 	}
 	rootfs := spec.Root.Path
 	if !filepath.IsAbs(rootfs) {
 		rootfs = filepath.Join(bundle, rootfs)
 	}
 	if rootfs, err = filepath.EvalSymlinks(rootfs); err != nil {
-		return invalid("root.path", "%v", err)
+		return nil, invalid("root.path", "%v", err)
 	}
 
 	dir := filepath.Join(r.Root, opts.ID)
 	if err := os.Mkdir(dir, 0o711); err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("container %q already exists: %w", opts.ID, errdefs.ErrAlreadyExists)
+			return nil, fmt.Errorf("container %q already exists: %w", opts.ID, errdefs.ErrAlreadyExists)
 		}
-		return fmt.Errorf("create state directory: %w", err)
+		return nil, fmt.Errorf("create state directory: %w", err)
 	}
 	var cleanups []func()
 	defer func() {
@@ -110,7 +118,7 @@ func (r *Runtime) Create(opts CreateOpts) (err error) {
 	}()
 	unlock, err := lockDir(dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer unlock()
 
@@ -126,33 +134,33 @@ func (r *Runtime) Create(opts CreateOpts) (err error) {
 		rec.CgroupPath = defaultCgroupPath(opts.ID)
 	}
 	if err := rec.save(r.Root); err != nil {
-		return err
+		return nil, err
 	}
 
 	fifo := filepath.Join(dir, fifoName)
 	if err := unix.Mkfifo(fifo, 0o622); err != nil {
-		return os.NewSyscallError("mkfifo", err)
+		return nil, os.NewSyscallError("mkfifo", err)
 	}
 	// The init stage opens the fifo as the container's root, which in a
 	// user namespace is some other host uid: make it theirs (umask would
 	// otherwise leave it 0600 root-only).
 	if err := os.Chmod(fifo, 0o622); err != nil {
-		return err
+		return nil, err
 	}
 	if uid, gid := hostRoot(spec); uid != 0 || gid != 0 {
 		if err := os.Chown(fifo, uid, gid); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	fifoFile, err := os.OpenFile(fifo, unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer fifoFile.Close()
 
 	cg, err := cgroups.New(rec.CgroupPath)
 	if err != nil {
-		return fmt.Errorf("linux.cgroupsPath: %w", err)
+		return nil, fmt.Errorf("linux.cgroupsPath: %w", err)
 	}
 	cleanups = append(cleanups, func() {
 		_ = cg.Destroy()
@@ -163,11 +171,11 @@ func (r *Runtime) Create(opts CreateOpts) (err error) {
 	if opts.ConsoleSocket != "" {
 		console, err = dialConsole(opts.ConsoleSocket)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer console.Close()
 	} else if spec.Process.Terminal && console == nil {
-		return invalid("process.terminal", "true needs --console-socket to receive the terminal")
+		return nil, invalid("process.terminal", "true needs --console-socket to receive the terminal")
 	}
 
 	p, err := r.spawn(spawnOpts{
@@ -182,7 +190,7 @@ func (r *Runtime) Create(opts CreateOpts) (err error) {
 		cleanups = append(cleanups, func() { p.kill() })
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer p.conn.f.Close()
 
@@ -191,7 +199,7 @@ func (r *Runtime) Create(opts CreateOpts) (err error) {
 	for {
 		m, err := p.conn.recv()
 		if err != nil {
-			return fmt.Errorf("init process died during setup: %w", p.exitReason(err))
+			return nil, fmt.Errorf("init process died during setup: %w", p.exitReason(err))
 		}
 		switch m.Type {
 		case msgHooks:
@@ -204,11 +212,11 @@ func (r *Runtime) Create(opts CreateOpts) (err error) {
 				}
 				if herr != nil {
 					_ = p.conn.send(syncMsg{Type: msgError, Msg: herr.Error()})
-					return herr
+					return nil, herr
 				}
 			}
 			if err := p.conn.send(syncMsg{Type: msgHooksDone}); err != nil {
-				return err
+				return nil, err
 			}
 			continue
 		case msgReady:
@@ -217,26 +225,26 @@ func (r *Runtime) Create(opts CreateOpts) (err error) {
 			// whose setup must not be starved by a tiny memory limit.
 			if res := withDeviceRules(spec); res != nil {
 				if err := cg.Set(res); err != nil {
-					return fmt.Errorf("linux.resources: %w", err)
+					return nil, fmt.Errorf("linux.resources: %w", err)
 				}
 			}
 		case msgError:
-			return errors.New(m.Msg)
+			return nil, errors.New(m.Msg)
 		default:
-			return fmt.Errorf("init process: unexpected message %q", m.Type)
+			return nil, fmt.Errorf("init process: unexpected message %q", m.Type)
 		}
 		break
 	}
 	rec.Creating = false
 	if err := rec.save(r.Root); err != nil {
-		return err
+		return nil, err
 	}
 	if opts.PidFile != "" {
 		if err := writePidFile(opts.PidFile, rec.Pid); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return rec, nil
 }
 
 func dialConsole(path string) (*os.File, error) {
@@ -324,7 +332,7 @@ func (r *Runtime) spawn(o spawnOpts) (*initProc, error) {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, f)
 		return 2 + len(cmd.ExtraFiles)
 	}
-	cfg := initConfig{Mode: o.mode, ID: o.rec.ID, Spec: o.spec, Process: o.process, Rootfs: o.rec.Rootfs,
+	cfg := initConfig{Mode: o.mode, ID: o.rec.ID, Spec: initSpec(o.spec), Process: o.process, Rootfs: o.rec.Rootfs,
 		NoPivot: o.noPivot, FifoFd: -1, ConsoleFd: -1, UserNS: o.userNS}
 	if cfg.Process == nil {
 		cfg.Process = o.spec.Process
@@ -562,4 +570,23 @@ func missingParents(cg cgroups.Manager) []string {
 	}
 	sort.Slice(out, func(i, j int) bool { return strings.Count(out[i], "/") < strings.Count(out[j], "/") })
 	return out
+}
+
+// initSpec is the part of the config the init stage uses. Decoding JSON
+// costs the init time per struct type it meets (the encoder's field cache is
+// built on first use), so what only the parent needs stays behind: cgroup
+// resources, runtime-side hooks, other platforms' sections.
+func initSpec(spec *specs.Spec) *specs.Spec {
+	s := *spec
+	s.Windows, s.Solaris, s.VM, s.ZOS = nil, nil, nil, nil
+	if spec.Linux != nil {
+		l := *spec.Linux
+		l.Resources = nil
+		l.UIDMappings, l.GIDMappings = nil, nil
+		s.Linux = &l
+	}
+	if spec.Hooks != nil {
+		s.Hooks = &specs.Hooks{CreateContainer: spec.Hooks.CreateContainer, StartContainer: spec.Hooks.StartContainer}
+	}
+	return &s
 }

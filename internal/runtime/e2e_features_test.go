@@ -333,7 +333,7 @@ func TestConsoleSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer recv.Process.Kill()
-	for i := 0; i < 100; i++ {
+	for i := 0; i < 1000; i++ {
 		if _, err := os.Stat(sock); err == nil {
 			break
 		}

@@ -57,6 +57,11 @@ func (r *Runtime) Start(id string) error {
 	if err != nil {
 		return err
 	}
+	return r.start(rec)
+}
+
+func (r *Runtime) start(rec *record) error {
+	id := rec.ID
 	unlock, err := lockDir(rec.dir(r.Root))
 	if err != nil {
 		return err
@@ -164,6 +169,11 @@ func (r *Runtime) Delete(id string, force bool) error {
 	if err != nil {
 		return err
 	}
+	return r.delete(rec, force)
+}
+
+func (r *Runtime) delete(rec *record, force bool) error {
+	id := rec.ID
 	unlock, err := lockDir(rec.dir(r.Root))
 	if err != nil {
 		return err
@@ -196,8 +206,11 @@ func (r *Runtime) killInit(rec *record) {
 func (r *Runtime) destroy(rec *record) error {
 	cg, err := cgroups.New(rec.CgroupPath)
 	if err == nil && cg.Exists() {
-		// Without a pid namespace, children of init survive it.
-		_ = r.killAll(rec, unix.SIGKILL)
+		// Without a pid namespace of its own, children of init survive
+		// it; with one, the kernel killed them all when init died.
+		if !rec.ownPidNS() || rec.alive() {
+			_ = r.killAll(rec, unix.SIGKILL)
+		}
 		deadline := time.Now().Add(10 * time.Second)
 		for time.Now().Before(deadline) {
 			pids, _ := cg.Pids()
@@ -319,4 +332,18 @@ func removeCreatedParents(rec *record) {
 	for i := len(rec.CgroupParents) - 1; i >= 0; i-- {
 		_ = unix.Rmdir(rec.CgroupParents[i])
 	}
+}
+
+// ownPidNS reports whether the container got a new pid namespace (not one
+// joined by path, whose other processes are not ours to wait for).
+func (r *record) ownPidNS() bool {
+	if r.Config == nil || r.Config.Linux == nil {
+		return false
+	}
+	for _, ns := range r.Config.Linux.Namespaces {
+		if ns.Type == specs.PIDNamespace {
+			return ns.Path == ""
+		}
+	}
+	return false
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -28,44 +29,52 @@ type RunOpts struct {
 // signals, waits for the process and returns its exit code (128+signal
 // when killed, as shells report it), then deletes the container.
 func (r *Runtime) Run(o RunOpts) (int, error) {
+	sigs := make(chan os.Signal, 32)
 	if !o.Detach {
 		// Become the reaper of the container's init once the first
 		// init stage exits, so we can wait for it.
 		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 			return 0, os.NewSyscallError("prctl(PR_SET_CHILD_SUBREAPER)", err)
 		}
+		// Registering costs the Go runtime a millisecond; it overlaps
+		// with create. Signals that arrive before it is done have
+		// their default effect on berth, as they would anyway.
+		notified := make(chan struct{})
+		go func() {
+			signal.Notify(sigs, forwardedSignals...)
+			close(notified)
+		}()
+		defer func() {
+			<-notified
+			signal.Stop(sigs)
+		}()
 	}
-	var term *terminal
-	if o.ConsoleSocket == "" && !o.Detach {
-		spec, err := LoadSpec(o.Bundle)
-		if err == nil && spec.Process != nil && spec.Process.Terminal {
-			if term, err = newTerminal(); err != nil {
-				return 0, err
-			}
-			defer term.close()
-			o.console = term.remote
-		}
-	}
-	// Forward signals from the start: a Ctrl-C during create must not
-	// leave a half-made container.
-	sigs := make(chan os.Signal, 32)
-	if !o.Detach {
-		signal.Notify(sigs, forwardedSignals...)
-		defer signal.Stop(sigs)
-	}
-	if err := r.Create(o.CreateOpts); err != nil {
+	bundle, err := filepath.Abs(o.Bundle)
+	if err != nil {
 		return 0, err
 	}
-	if err := r.Start(o.ID); err != nil {
-		_ = r.Delete(o.ID, true)
+	spec, err := LoadSpec(bundle)
+	if err != nil {
+		return 0, err
+	}
+	var term *terminal
+	if o.ConsoleSocket == "" && !o.Detach && spec.Process != nil && spec.Process.Terminal {
+		if term, err = newTerminal(); err != nil {
+			return 0, err
+		}
+		defer term.close()
+		o.console = term.remote
+	}
+	rec, err := r.create(o.CreateOpts, spec)
+	if err != nil {
+		return 0, err
+	}
+	if err := r.start(rec); err != nil {
+		_ = r.delete(rec, true)
 		return 0, err
 	}
 	if o.Detach {
 		return 0, nil
-	}
-	rec, err := loadRecord(r.Root, o.ID)
-	if err != nil {
-		return 0, err
 	}
 	if term != nil {
 		if err := term.attach(); err != nil {
@@ -74,7 +83,7 @@ func (r *Runtime) Run(o RunOpts) (int, error) {
 	}
 	code := waitForward(rec.Pid, sigs, term)
 	if !o.Keep {
-		if err := r.Delete(o.ID, true); err != nil {
+		if err := r.delete(rec, true); err != nil {
 			return code, err
 		}
 	}

@@ -259,7 +259,9 @@ func TestNSPlanFromValidConfig(t *testing.T) {
 	long = filepath.Join(long, "net")
 	mustWrite(t, long, "")
 
-	for _, path := range []string{"/proc/self/ns/net", newline, long} {
+	// The same file as /proc/self/ns/net, named in more than 511 bytes.
+	padded := "/proc/self/ns/" + strings.Repeat("./", 300) + "net"
+	for _, path := range []string{"/proc/self/ns/net", newline, long, padded} {
 		spec, bundle := validBundle(t)
 		spec.Linux.Namespaces[1] = specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: path}
 		if err := Validate(spec, bundle); err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"testing"
 
@@ -511,5 +512,43 @@ func mustSymlink(t *testing.T, target, link string) {
 	t.Helper()
 	if err := os.Symlink(target, link); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestValidateDeviceNumbers: linux.devices entries are made with mknod
+// and allowed in the device cgroup with their own numbers. A negative
+// number is no device (and -1 is the cgroup's wildcard: withDeviceRules
+// would allow every device of that type), and one above 32 bits does not
+// fit dev_t, so Validate must refuse both.
+func TestValidateDeviceNumbers(t *testing.T) {
+	for _, d := range []specs.LinuxDevice{
+		{Path: "/dev/x", Type: "c", Major: -1, Minor: -1},
+		{Path: "/dev/x", Type: "b", Major: 8, Minor: -1},
+		{Path: "/dev/x", Type: "c", Major: 1 << 32, Minor: 3},
+	} {
+		spec, bundle := validBundle(t)
+		spec.Linux.Devices = []specs.LinuxDevice{d}
+		err := Validate(spec, bundle)
+		if err == nil || !strings.HasPrefix(err.Error(), "linux.devices[0]") {
+			t.Errorf("Validate of device %s %d:%d = %v; want a linux.devices[0] error", d.Type, d.Major, d.Minor, err)
+		}
+	}
+}
+
+// TestValidateCPUListBounded: linux.resources.cpu.cpus and .mems are
+// expanded into one int per CPU for each range, so a short config that
+// repeats "0-65535" made Validate allocate gigabytes (8 KB of config took
+// 2.8 GB and 5 s). Validate runs on untrusted configs before anything
+// exists; its cost must not grow with the ranges' width.
+func TestValidateCPUListBounded(t *testing.T) {
+	spec, bundle := validBundle(t)
+	list := strings.Repeat("0-65535,", 50) + "0"
+	spec.Linux.Resources = &specs.LinuxResources{CPU: &specs.LinuxCPU{Cpus: list, Mems: list}}
+	var before, after goruntime.MemStats
+	goruntime.ReadMemStats(&before)
+	_ = Validate(spec, bundle) // refusing such a list is as good as accepting it
+	goruntime.ReadMemStats(&after)
+	if mb := (after.TotalAlloc - before.TotalAlloc) >> 20; mb > 64 {
+		t.Errorf("Validate of a %d-byte cpu list allocated %d MB", len(list), mb)
 	}
 }
