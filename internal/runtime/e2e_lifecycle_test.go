@@ -126,8 +126,10 @@ func TestDeleteForce(t *testing.T) {
 	e.writeSpec()
 	e.mustBerth("run", "--detach", "force")
 	e.mustBerth("delete", "--force", "force")
-	if _, err := os.Stat(filepath.Join("/sys/fs/cgroup/memory", cg)); !os.IsNotExist(err) {
-		t.Errorf("cgroup left after delete --force: %v", err)
+	for _, dir := range []string{filepath.Join("/sys/fs/cgroup/memory", cg), filepath.Join("/sys/fs/cgroup", cg)} {
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("cgroup %s left after delete --force: %v", dir, err)
+		}
 	}
 	// runc: deleting a missing container with --force succeeds.
 	e.mustBerth("delete", "--force", "force")

@@ -205,10 +205,9 @@ func TestBadConfigs(t *testing.T) {
 			if !strings.Contains(r.stderr, tt.want) {
 				t.Errorf("error does not name %q: %q", tt.want, r.stderr)
 			}
-			// One line from berth (the init stage may echo its own).
-			lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
-			if last := lines[len(lines)-1]; !strings.HasPrefix(last, "berth: ") {
-				t.Errorf("last line %q is not berth's error", last)
+			// One line, from berth.
+			if lines := strings.Split(strings.TrimSpace(r.stderr), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], "berth: ") {
+				t.Errorf("want one line of error, got %q", r.stderr)
 			}
 			diffSnapshots(t, tt.name, before, snapshot(t, e.root))
 		})

@@ -33,9 +33,11 @@ func Init() {
 	sock := os.NewFile(uintptr(fd), "init-sock")
 	enc := json.NewEncoder(sock)
 	if err := runInit(sock, enc); err != nil {
-		_ = enc.Encode(syncMsg{Type: msgError, Msg: err.Error()})
-		// After "ready" nobody listens on the socket any more.
-		fmt.Fprintln(os.Stderr, "berth init:", err)
+		// The parent reports the error as its own one line; only after
+		// "ready", when nobody listens any more, do we print it.
+		if enc.Encode(syncMsg{Type: msgError, Msg: err.Error()}) != nil {
+			fmt.Fprintln(os.Stderr, "berth init:", err)
+		}
 		os.Exit(1)
 	}
 }
