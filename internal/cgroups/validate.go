@@ -2,6 +2,7 @@ package cgroups
 
 import (
 	"fmt"
+	mathbits "math/bits"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -294,7 +295,9 @@ func parseList(s string) ([]int, error) {
 	if s == "" {
 		return nil, nil
 	}
-	var out []int
+	// A bitmap, not a list per range: "0-65535," repeated must not cost
+	// memory in proportion to the ranges it names.
+	var set [1 << 16 / 64]uint64
 	for part := range strings.SplitSeq(s, ",") {
 		lo, hi, isRange := strings.Cut(part, "-")
 		a, err := strconv.ParseUint(lo, 10, 16)
@@ -311,7 +314,13 @@ func parseList(s string) ([]int, error) {
 			}
 		}
 		for i := a; i <= b; i++ {
-			out = append(out, int(i))
+			set[i/64] |= 1 << (i % 64)
+		}
+	}
+	var out []int
+	for w, bits := range set {
+		for ; bits != 0; bits &= bits - 1 {
+			out = append(out, w*64+mathbits.TrailingZeros64(bits))
 		}
 	}
 	return out, nil

@@ -97,14 +97,21 @@ func TestValidateAccepts(t *testing.T) {
 
 func TestParseList(t *testing.T) {
 	for in, want := range map[string][]int{
-		"":          nil,
-		"0":         {0},
-		"0-2,4":     {0, 1, 2, 4},
-		"1,3-3":     {1, 3},
-		"\n0-1\n":   {0, 1},
-		"7,0-1,8-9": {7, 0, 1, 8, 9},
+		"":                nil,
+		"0":               {0},
+		"0-2,4":           {0, 1, 2, 4},
+		"1,3-3":           {1, 3},
+		"\n0-1\n":         {0, 1},
+		"7,0-1,8-9":       {0, 1, 7, 8, 9}, // a set, sorted
+		"0-65535,0-65535": nil,             // checked by length below
 	} {
 		got, err := parseList(in)
+		if in == "0-65535,0-65535" {
+			if err != nil || len(got) != 65536 {
+				t.Errorf("parseList(%q): %d cpus, %v; want 65536", in, len(got), err)
+			}
+			continue
+		}
 		if err != nil || !slices.Equal(got, want) {
 			t.Errorf("parseList(%q) = %v, %v; want %v", in, got, err, want)
 		}

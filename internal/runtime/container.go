@@ -481,10 +481,14 @@ func withDeviceRules(spec *specs.Spec) *specs.LinuxResources {
 	i64 := func(v int64) *int64 { return &v }
 	rules := append([]specs.LinuxDeviceCgroup{}, res.Devices...)
 	for _, d := range append(append([]specs.LinuxDevice{}, defaultDevices...), spec.Linux.Devices...) {
-		if d.Type == "p" {
-			continue
+		typ := d.Type
+		switch typ {
+		case "p":
+			continue // fifos are not device-cgroup objects
+		case "u":
+			typ = "c" // unbuffered character device
 		}
-		rules = append(rules, specs.LinuxDeviceCgroup{Allow: true, Type: d.Type, Major: i64(d.Major), Minor: i64(d.Minor), Access: "rwm"})
+		rules = append(rules, specs.LinuxDeviceCgroup{Allow: true, Type: typ, Major: i64(d.Major), Minor: i64(d.Minor), Access: "rwm"})
 	}
 	rules = append(rules,
 		specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: i64(5), Minor: i64(2), Access: "rwm"}, // /dev/ptmx

@@ -126,6 +126,9 @@ func Validate(spec *specs.Spec, bundle string) error {
 		// Checked again by the init stage when it mounts; here so a
 		// hostile bundle is refused before anything exists.
 		if _, err := resolveInRoot(root, m.Destination); err != nil {
+			if errors.Is(err, errdefs.ErrInvalidArgument) {
+				return fmt.Errorf("%s.destination: %w", field, err)
+			}
 			return invalid(field+".destination", "%v", err)
 		}
 		if _, err := parseMountOptions(m.Options); err != nil {
@@ -216,6 +219,11 @@ func validateLinux(spec *specs.Spec) error {
 		}
 		seen[ns.Type] = true
 		if ns.Path != "" {
+			// The path travels to the C stage as one line of at most
+			// 511 bytes (nsenter.c).
+			if strings.ContainsAny(ns.Path, "\n\x00") || len(ns.Path) > 500 {
+				return invalid(field+".path", "must be one line of at most 500 bytes")
+			}
 			if !filepath.IsAbs(ns.Path) {
 				return invalid(field+".path", "%q must be absolute", ns.Path)
 			}
@@ -237,8 +245,18 @@ func validateLinux(spec *specs.Spec) error {
 			return err
 		}
 	}
+	if strings.ContainsAny(l.CgroupsPath, "\n\x00") || len(l.CgroupsPath) > 400 {
+		return invalid("linux.cgroupsPath", "must be one line of at most 400 bytes")
+	}
 	for i, d := range l.Devices {
 		field := fmt.Sprintf("linux.devices[%d]", i)
+		// Linux device numbers: 12-bit major, 20-bit minor.
+		if d.Major < 0 || d.Major > 0xfff {
+			return invalid(field+".major", "%d is outside 0..4095", d.Major)
+		}
+		if d.Minor < 0 || d.Minor > 0xfffff {
+			return invalid(field+".minor", "%d is outside 0..1048575", d.Minor)
+		}
 		switch d.Type {
 		case "c", "b", "u", "p":
 		default:

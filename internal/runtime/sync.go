@@ -63,6 +63,8 @@ type nsJoin struct {
 	path string
 }
 
+// encode writes the plan in the C stage's wire format. Paths were checked
+// to be single lines (Validate; /proc paths and cgroup paths are ours).
 func (p nsPlan) encode() []byte {
 	var b strings.Builder
 	if p.clone != 0 {

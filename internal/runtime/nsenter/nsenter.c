@@ -140,6 +140,8 @@ void berth_nsenter(void) {
 				bail("nsenter: bad join line %s", line);
 			*colon = '\0';
 			joins[njoins].flag = atoi(line + 5);
+			if (strlen(colon + 1) >= sizeof(joins[njoins].path))
+				bail("nsenter: namespace path too long: %s", colon + 1);
 			snprintf(joins[njoins].path, sizeof(joins[njoins].path), "%s", colon + 1);
 			njoins++;
 		} else {
