@@ -1,0 +1,371 @@
+package snapshot
+
+import (
+	"archive/tar"
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"sync"
+	"syscall"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/internal/errdefs"
+)
+
+// Limits Unpack applies unless told otherwise.
+const (
+	// DefaultMaxSize bounds the uncompressed tar stream, and separately the
+	// sum of the file sizes its headers claim: 64 GiB, beyond any layer a
+	// registry serves in practice, small enough that a hostile one cannot
+	// fill a typical disk before it is refused.
+	DefaultMaxSize int64 = 64 << 30
+	// DefaultMaxRatio bounds uncompressed/compressed bytes. Real layers
+	// compress 2-10x; deflate cannot exceed ~1032x, so only a stream that is
+	// almost nothing but zeros (a bomb) trips it. zstd bombs reach 30000x.
+	DefaultMaxRatio = 1000
+	// DefaultMaxEntries bounds the headers in one layer (4Mi): several
+	// times the largest node_modules layers, and a bound on inodes.
+	DefaultMaxEntries = 1 << 22
+
+	// ratioGrace is how much a stream may expand before the ratio is
+	// checked at all, so a small layer holding one zero-filled file is not
+	// refused for its ratio alone.
+	ratioGrace = 64 << 20
+	// zstdMaxWindow is the largest zstd window accepted: 128 MiB, what
+	// zstd --ultra -22 and --long=27 use; the decoder allocates it up front.
+	zstdMaxWindow = 1 << 27
+)
+
+// UnpackOpt configures Unpack.
+type UnpackOpt func(*unpackConfig)
+
+type unpackConfig struct {
+	maxSize    int64
+	maxRatio   float64
+	maxEntries int64
+	whiteouts  bool
+	sync       bool
+	progress   func(int64)
+	warn       func(error)
+}
+
+// WithMaxSize bounds the uncompressed bytes of the layer (default
+// DefaultMaxSize). The same bound applies to the sum of the sizes file
+// headers claim, which a sparse entry can make larger than the stream.
+// n <= 0 removes the bound.
+func WithMaxSize(n int64) UnpackOpt { return func(c *unpackConfig) { c.maxSize = n } }
+
+// WithMaxRatio bounds how many times larger than the compressed input the
+// uncompressed stream may grow (default DefaultMaxRatio), once past the
+// first 64 MiB. It does not apply to plain tar input. x <= 0 removes it.
+func WithMaxRatio(x float64) UnpackOpt { return func(c *unpackConfig) { c.maxRatio = x } }
+
+// WithMaxEntries bounds the number of tar headers (default
+// DefaultMaxEntries). n <= 0 removes the bound.
+func WithMaxEntries(n int64) UnpackOpt { return func(c *unpackConfig) { c.maxEntries = n } }
+
+// WithOverlayWhiteouts chooses how whiteouts are written. true (the
+// default): in overlayfs form, a ".wh.<name>" entry becomes a 0/0 character
+// device <name> and ".wh..wh..opq" sets trusted.overlay.opaque=y on its
+// directory. false: every ".wh." entry is written as the plain file the tar
+// names, for the copy driver, which applies whiteouts by deleting.
+func WithOverlayWhiteouts(on bool) UnpackOpt { return func(c *unpackConfig) { c.whiteouts = on } }
+
+// WithSync makes Unpack flush the layer to stable storage before it
+// returns (SyncDir). Off by default: the caller unpacks into a temporary
+// directory and renames it when whole, so a crash leaves only garbage to
+// sweep; it calls SyncDir once before that rename when it wants the layer
+// to survive power loss, not only kill -9.
+func WithSync(on bool) UnpackOpt { return func(c *unpackConfig) { c.sync = on } }
+
+// WithProgress calls fn with the total uncompressed bytes read so far,
+// about every MiB and once at the end.
+func WithProgress(fn func(n int64)) UnpackOpt { return func(c *unpackConfig) { c.progress = fn } }
+
+// WithWarnings calls fn for what Unpack skipped without failing: device
+// nodes it may not create (EPERM, as in a user namespace), xattrs the
+// filesystem refuses (ENOTSUP, EPERM) and overlay xattrs the tar carried.
+// Each warning names its entry. Without it warnings are dropped.
+func WithWarnings(fn func(error)) UnpackOpt { return func(c *unpackConfig) { c.warn = fn } }
+
+// Unpack reads one layer tar (gzip, zstd or plain, detected by magic),
+// writes it under dir, converting OCI/AUFS whiteouts to overlay whiteouts,
+// and returns the digest and size of the uncompressed stream (the diffID).
+// Hostile input never writes outside dir. Limits bound expansion.
+//
+// dir must be an existing, empty directory. Every path is resolved with
+// openat2(RESOLVE_IN_ROOT) from a descriptor of dir, so a symlink the
+// layer planted resolves as it will inside the container, below dir (or,
+// without openat2, by a walk with the same semantics). The last component
+// is always handled with the *at calls that do not follow it.
+//
+// Entry names: a leading "/" is dropped, as tar does ("/etc/passwd" lands
+// in dir/etc/passwd); a name or hardlink target that climbs above the root
+// with ".." is refused. Missing parent directories are created 0755.
+// Replacing an existing path behaves like tar (and moby): whatever is there
+// is removed, recursively for a directory, unless both are directories, in
+// which case only the metadata is updated. Entry types other than
+// directory, file, symlink, hardlink, char/block device and fifo are
+// refused, as containerd and moby do. Devices that mknod refuses with EPERM
+// are skipped with a warning; fifos are always created.
+//
+// Metadata: as root, ownership is set (lchown); then modes, including
+// setuid, setgid and sticky (after chown, which clears them); xattrs from
+// SCHILY.xattr.* records, except trusted.overlay.* and user.overlay.*,
+// which a layer must not forge (dropped with a warning), and ones the
+// filesystem refuses with ENOTSUP/EPERM (skipped with a warning);
+// atime/mtime. Directory modes and times are applied after all entries,
+// since writing children changes them. Files whose data is zeros in whole
+// 64 KiB blocks are written sparse.
+//
+// Errors name the entry (`layer entry "a/b": ...`) and wrap
+// errdefs.ErrInvalidArgument when the input is at fault: malformed,
+// truncated, hostile or over a limit. On error dir holds a partial layer
+// for the caller to remove. ctx is checked between entries and chunks.
+func Unpack(ctx context.Context, dir string, r io.Reader, opts ...UnpackOpt) (digest.Digest, int64, error) {
+	cfg := unpackConfig{
+		maxSize:    DefaultMaxSize,
+		maxRatio:   DefaultMaxRatio,
+		maxEntries: DefaultMaxEntries,
+		whiteouts:  true,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if err := ctx.Err(); err != nil {
+		return "", 0, err
+	}
+	root, err := openLayerRoot(dir)
+	if err != nil {
+		return "", 0, err
+	}
+	defer root.close()
+
+	s, err := newLayerStream(r, &cfg)
+	if err != nil {
+		return "", 0, err
+	}
+	defer s.close()
+
+	u := &unpacker{ctx: ctx, cfg: &cfg, root: root, chown: os.Geteuid() == 0}
+	tr := tar.NewReader(s)
+	var entries int64
+	last := ""
+	for {
+		if err := ctx.Err(); err != nil {
+			return "", 0, err
+		}
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil && !errors.Is(err, tar.ErrInsecurePath) {
+			// Our own checks judge names; anything else is the stream.
+			where := "layer tar"
+			if last != "" {
+				where = fmt.Sprintf("layer tar after entry %q", last)
+			}
+			return "", 0, s.classify(where, err)
+		}
+		entries++
+		if cfg.maxEntries > 0 && entries > cfg.maxEntries {
+			return "", 0, fmt.Errorf("layer has more than %d entries: refusing: %w", cfg.maxEntries, errdefs.ErrInvalidArgument)
+		}
+		last = hdr.Name
+		if err := u.entry(hdr, tr); err != nil {
+			return "", 0, s.classify(fmt.Sprintf("layer entry %q", hdr.Name), err)
+		}
+	}
+	// The diffID covers the whole stream: the end-of-archive blocks and
+	// whatever padding the writer added after them.
+	if _, err := io.Copy(io.Discard, s); err != nil {
+		return "", 0, s.classify("layer tar trailer", err)
+	}
+	if err := u.finish(); err != nil {
+		return "", 0, err
+	}
+	if cfg.sync {
+		if err := syncRoot(root.fd); err != nil {
+			return "", 0, fmt.Errorf("layer %s: %w", dir, err)
+		}
+	}
+	s.report()
+	return digest.NewDigestFromBytes(digest.SHA256, s.hash.Sum(nil)), s.n, nil
+}
+
+// bufPool holds the 1 MiB buffers file data is copied through.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+
+// sourceReader counts the compressed bytes and keeps the caller's reader's
+// error apart from the stream's, so a network failure is not blamed on the
+// layer.
+type sourceReader struct {
+	r   io.Reader
+	n   int64
+	err error
+}
+
+func (s *sourceReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	s.n += int64(n)
+	if err != nil && err != io.EOF {
+		s.err = err
+	}
+	return n, err
+}
+
+// layerStream is the uncompressed tar stream: it hashes and counts what
+// passes and enforces the size and ratio limits.
+type layerStream struct {
+	r        io.Reader
+	src      *sourceReader
+	kind     string // "gzip", "zstd" or "" for plain tar
+	closer   func()
+	hash     hash.Hash
+	n        int64
+	reported int64
+	cfg      *unpackConfig
+	err      error
+}
+
+func newLayerStream(r io.Reader, cfg *unpackConfig) (*layerStream, error) {
+	src := &sourceReader{r: r}
+	br := bufio.NewReaderSize(src, 256<<10)
+	s := &layerStream{src: src, cfg: cfg, hash: sha256.New(), closer: func() {}}
+	magic, _ := br.Peek(4)
+	switch {
+	case len(magic) >= 2 && magic[0] == 0x1f && magic[1] == 0x8b:
+		s.kind = "gzip"
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, s.classify("layer gzip header", err)
+		}
+		s.r, s.closer = zr, func() { zr.Close() }
+	case len(magic) == 4 && magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd:
+		s.kind = "zstd"
+		zr, err := zstd.NewReader(br, zstd.WithDecoderMaxWindow(zstdMaxWindow))
+		if err != nil {
+			return nil, s.classify("layer zstd header", err)
+		}
+		s.r, s.closer = zr, zr.Close
+	default:
+		s.r = br
+	}
+	return s, nil
+}
+
+func (s *layerStream) Read(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	n, err := s.r.Read(p)
+	if n > 0 {
+		s.hash.Write(p[:n])
+		s.n += int64(n)
+		if max := s.cfg.maxSize; max > 0 && s.n > max {
+			s.err = fmt.Errorf("layer is larger than %s uncompressed: refusing: %w", humanBytes(max), errdefs.ErrInvalidArgument)
+			return 0, s.err
+		}
+		if x := s.cfg.maxRatio; x > 0 && s.kind != "" && s.n > ratioGrace && float64(s.n) > x*float64(s.src.n) {
+			s.err = fmt.Errorf("layer expands more than %gx: refusing (%s bomb?): %w", x, s.kind, errdefs.ErrInvalidArgument)
+			return 0, s.err
+		}
+		if s.cfg.progress != nil && s.n-s.reported >= 1<<20 {
+			s.report()
+		}
+	}
+	return n, err
+}
+
+func (s *layerStream) report() {
+	if s.cfg.progress != nil {
+		s.reported = s.n
+		s.cfg.progress(s.n)
+	}
+}
+
+func (s *layerStream) close() { s.closer() }
+
+// classify prefixes err with where and marks it invalid input unless it
+// is the caller's reader failing, a cancellation, or already classified.
+func (s *layerStream) classify(where string, err error) error {
+	switch {
+	case s.src.err != nil && errors.Is(err, s.src.err):
+		return fmt.Errorf("%s: reading layer: %w", where, err)
+	case errors.Is(err, errdefs.ErrInvalidArgument), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%s: %w", where, err)
+	case s.src.err != nil:
+		return fmt.Errorf("%s: reading layer: %w: %w", where, s.src.err, err)
+	case isInputErr(err):
+		if err == io.ErrUnexpectedEOF || err == io.EOF {
+			return fmt.Errorf("%s: truncated %s stream: %w: %w", where, s.kindName(), err, errdefs.ErrInvalidArgument)
+		}
+		return fmt.Errorf("%s: %w: %w", where, err, errdefs.ErrInvalidArgument)
+	}
+	return fmt.Errorf("%s: %w", where, err)
+}
+
+func (s *layerStream) kindName() string {
+	if s.kind == "" {
+		return "tar"
+	}
+	return s.kind
+}
+
+// isInputErr reports whether a failure that nothing classified yet is the
+// stream's fault (tar, gzip or zstd format errors, truncation) rather than
+// the host's (a syscall error such as ENOSPC).
+func isInputErr(err error) bool {
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		return true
+	}
+	switch errno {
+	case syscall.ENOTDIR, syscall.EISDIR, syscall.ELOOP, syscall.ENAMETOOLONG, syscall.EXDEV,
+		syscall.ENOENT, syscall.EEXIST, syscall.ENOTEMPTY, syscall.EINVAL, syscall.EMLINK,
+		syscall.E2BIG, syscall.ERANGE:
+		// What a hostile or broken layer causes: a name through a
+		// non-directory or a dangling link, a link loop, a name or
+		// xattr too long, a target that is not there.
+		return true
+	}
+	return false
+}
+
+// SyncDir flushes the filesystem that holds dir to stable storage: one
+// syncfs(2) rather than an fsync per file, which for a layer of thousands
+// of files costs a journal commit each. It flushes other dirty data on
+// that filesystem too; since Linux 5.8 it reports writeback errors. The
+// layer store calls it before renaming a layer into place.
+func SyncDir(dir string) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, os.NewSyscallError("open", err))
+	}
+	defer unix.Close(fd)
+	if err := syncRoot(fd); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+func syncRoot(fd int) error { return os.NewSyscallError("syncfs", unix.Syncfs(fd)) }
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
