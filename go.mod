@@ -14,4 +14,5 @@ require (
 	go.etcd.io/bbolt v1.4.0 // indirect
 	golang.org/x/net v0.33.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/term v0.30.0 // indirect
 )

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -66,7 +67,9 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.PersistentFlags().StringVar(&engineRoot, "root", envOr("BERTH_ROOT", "/var/lib/berth"), "root directory of berth's persistent state")
 	root.AddCommand(newVersionCommand(), newInfoCommand(), newRuntimeCommand())
+	addImageCommands(root)
 	return root
 }
 
@@ -126,3 +129,22 @@ func printJSON(w io.Writer, v any) error {
 }
 
 func trimLines(s string) string { return strings.TrimRight(s, "\n") }
+
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+// pathMatch is path.Match, the pattern language of Docker's reference filter.
+func pathMatch(pattern, name string) (bool, error) { return path.Match(pattern, name) }
+
+// asJSONValue turns v into the generic value its JSON decodes to, so
+// templates address fields by their JSON names, as Docker's inspect does.
+func asJSONValue(v any) any {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return v
+	}
+	var out any
+	if err := json.Unmarshal(data, &out); err != nil {
+		return v
+	}
+	return out
+}

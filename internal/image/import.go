@@ -8,7 +8,7 @@ import (
 	goruntime "runtime"
 	"time"
 
-	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/flate"
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -148,10 +148,13 @@ func (s *Service) compressLayer(j *journal, r io.Reader) (v1.Descriptor, digest.
 	}
 	defer w.Close()
 	cw := &countingWriter{w: w}
-	gz, err := gzip.NewWriterLevel(cw, gzip.DefaultCompression)
-	if err != nil {
-		return v1.Descriptor{}, "", err
-	}
+	gz := newGzipWriter(cw, flate.DefaultCompression)
+	closed := false
+	defer func() {
+		if !closed {
+			gz.Close() // stops its goroutines; the blob is aborted anyway
+		}
+	}()
 	diff := digest.SHA256.Digester()
 	n, err := io.Copy(io.MultiWriter(gz, diff.Hash()), rc)
 	if err != nil {
@@ -160,6 +163,7 @@ func (s *Service) compressLayer(j *journal, r io.Reader) (v1.Descriptor, digest.
 	if n == 0 {
 		return v1.Descriptor{}, "", fmt.Errorf("input is empty; give a tar archive of a root filesystem: %w", errdefs.ErrInvalidArgument)
 	}
+	closed = true
 	if err := gz.Close(); err != nil {
 		return v1.Descriptor{}, "", err
 	}

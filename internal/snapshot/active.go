@@ -195,7 +195,10 @@ func (s *Store) makeUpper(dir string, layers []*layerMeta) error {
 		}
 	}
 	if len(layers) == 0 {
-		return os.Mkdir(filepath.Join(dir, emptyLowerDir), 0o755)
+		if err := os.Mkdir(filepath.Join(dir, emptyLowerDir), 0o755); err != nil {
+			return err
+		}
+		return os.Chmod(filepath.Join(dir, upperDir), 0o755) // past the umask
 	}
 	fi, err := os.Stat(filepath.Join(s.layerPath(layers[0].ChainID), diffDir))
 	if err != nil {

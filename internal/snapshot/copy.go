@@ -37,6 +37,9 @@ func materialize(dst string, diffs []string) error {
 	if err := os.Mkdir(dst, 0o755); err != nil {
 		return err
 	}
+	if err := os.Chmod(dst, 0o755); err != nil { // past the umask
+		return err
+	}
 	for _, d := range diffs {
 		c := treeCopier{links: map[[2]uint64]string{}}
 		fi, err := os.Lstat(d)

@@ -38,7 +38,9 @@
 // lowerdirs. Open detects once whether overlay works under root (a real
 // mount of tiny directories, with a whiteout, in tmp/) and caches the
 // answer in the driver file; where it does not (root on overlayfs, a
-// kernel without it), the copy driver is used. WithDriver forces one.
+// kernel without it), the copy driver is used. A probe refused for want
+// of privilege (EPERM) is not cached, so a later Open as root probes
+// again. WithDriver forces a driver and probes nothing.
 //
 // The copy driver stores layers as diffs too, so layers/ has one format;
 // its whiteouts stay plain ".wh." files (Unpack's WithOverlayWhiteouts

@@ -183,6 +183,11 @@ func (s *Store) detectDriver() error {
 	content := DriverOverlay + "\n"
 	if err := s.probeOverlay(); err != nil {
 		s.driver, s.probeErr = DriverCopy, err.Error()
+		if errors.Is(err, unix.EPERM) {
+			// Not privileged to mount (yet): say nothing about the kernel,
+			// so a later privileged Open probes again.
+			return nil
+		}
 		content = DriverCopy + "\n" + s.probeErr + "\n"
 	}
 	return writeFileSync(cache, []byte(content), 0o600)
@@ -462,6 +467,11 @@ func (s *Store) Apply(ctx context.Context, parent, diffID digest.Digest, r io.Re
 func (s *Store) unpackLayer(ctx context.Context, tmp string, parent, diffID, chainID digest.Digest, r io.Reader) error {
 	diff := filepath.Join(tmp, diffDir)
 	if err := os.Mkdir(diff, 0o755); err != nil {
+		return err
+	}
+	// Past the umask: a layer's root becomes the container's "/" unless
+	// the tar sets it.
+	if err := os.Chmod(diff, 0o755); err != nil {
 		return err
 	}
 	whiteouts := whiteoutsOverlay

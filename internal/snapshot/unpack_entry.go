@@ -267,8 +267,13 @@ func (u *unpacker) atMeta(pfd int, base string, hdr *tar.Header, chmod bool) err
 		}
 	}
 	if chmod {
-		// Not a symlink (we just made it), so fchmodat may follow it.
-		if err := unix.Fchmodat(pfd, base, tarMode(hdr), 0); err != nil {
+		// fchmodat2 (Linux 6.6) can refuse to follow; before it, plain
+		// fchmodat is still safe: we just made this node, not a symlink.
+		err := unix.Fchmodat(pfd, base, tarMode(hdr), unix.AT_SYMLINK_NOFOLLOW)
+		if err == unix.EOPNOTSUPP {
+			err = unix.Fchmodat(pfd, base, tarMode(hdr), 0)
+		}
+		if err != nil {
 			return os.NewSyscallError("fchmodat", err)
 		}
 	}

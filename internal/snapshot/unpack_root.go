@@ -106,15 +106,20 @@ func (l *layerRoot) openDir(rel string) (int, error) {
 	how := unix.OpenHow{Flags: unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: resolveFlags}
 	for tries := 0; ; tries++ {
 		fd, err := unix.Openat2(l.fd, rel, &how)
-		// EAGAIN: a concurrent rename or mount somewhere on the host made
-		// the kernel unsure the walk stayed inside; it asks for a retry.
-		if (err == unix.EAGAIN && tries < 32) || err == unix.EINTR {
-			continue
-		}
-		if err != nil {
+		switch {
+		case err == nil:
+			return fd, nil
+		case err == unix.EINTR:
+		case err == unix.EAGAIN:
+			// A rename or mount somewhere on the host during a walk
+			// through ".." made the kernel unsure it stayed inside; it
+			// asks for a retry. Under a storm of them, walk instead.
+			if tries >= 16 {
+				return l.walkDir(rel)
+			}
+		default:
 			return -1, os.NewSyscallError("openat2", err)
 		}
-		return fd, nil
 	}
 }
 
