@@ -115,7 +115,7 @@ func plural(n int, unit string) string {
 // imageRow is one line of `images`, with Docker's --format field names.
 type imageRow struct {
 	Repository, Tag, Digest, ID, CreatedSince, CreatedAt, Size string
-	Containers                                              string
+	Containers                                                 string
 }
 
 type imageFilter struct {
