@@ -663,25 +663,15 @@ func newLoadCommand() *cobra.Command {
 			} else if term.IsTerminal(int(os.Stdin.Fd())) {
 				return usageErr("requested load from stdin, but stdin is empty: use -i FILE or redirect")
 			}
-			var progress io.Writer = cmd.ErrOrStderr()
+			// Load prints Docker's "Loaded image: ..." lines itself.
+			var progress io.Writer = cmd.OutOrStdout()
 			if quiet {
 				progress = nil
 			}
 			ctx, stop := interruptible()
 			defer stop()
-			imgs, err := s.Load(ctx, r, progress)
-			if err != nil {
-				return err
-			}
-			for _, img := range imgs {
-				if len(img.RepoTags) == 0 {
-					fmt.Fprintf(cmd.OutOrStdout(), "Loaded image ID: %s\n", img.ID)
-				}
-				for _, t := range img.RepoTags {
-					fmt.Fprintf(cmd.OutOrStdout(), "Loaded image: %s\n", image.Familiar(t))
-				}
-			}
-			return nil
+			_, err := s.Load(ctx, r, progress)
+			return err
 		}),
 	}
 	cmd.Flags().StringVarP(&input, "input", "i", "", "read from tar archive file, instead of STDIN")

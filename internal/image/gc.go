@@ -100,7 +100,9 @@ func (s *Service) GC(ctx context.Context, extraRoots func() ([]digest.Digest, er
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		if err := s.Snapshots.Remove(c); err != nil && !errdefs.IsNotFound(err) {
+		if err := s.Snapshots.Remove(c); errdefs.IsConflict(err) {
+			continue // an active snapshot stands on it: not garbage after all
+		} else if err != nil && !errdefs.IsNotFound(err) {
 			errs = append(errs, err)
 			continue
 		}
@@ -288,7 +290,9 @@ func (s *Service) sweep(ctx context.Context, gone []*Image, keepLayers func(*Ima
 			if !s.Snapshots.Has(c) {
 				continue
 			}
-			if err := s.Snapshots.Remove(c); err != nil && !errdefs.IsNotFound(err) {
+			if err := s.Snapshots.Remove(c); errdefs.IsConflict(err) {
+				continue // an active snapshot stands on it
+			} else if err != nil && !errdefs.IsNotFound(err) {
 				errs = append(errs, err)
 				continue
 			}

@@ -19,8 +19,10 @@ import (
 // carried between 1 MiB blocks). Output is a function of the input alone,
 // so importing the same tarball twice stores one blob.
 //
-// Import spends most of its time compressing; on this project's two-core
-// machines this halves that.
+// Import spends most of its time compressing: with two cores this takes
+// it from one core's speed to about 1.5-2 times that (measured on a busy
+// two-core machine: 2.9 s with GOMAXPROCS=1, 2.0 s with 2, for 200 MiB of
+// /usr/bin).
 type gzipWriter struct {
 	w     io.Writer
 	level int
@@ -101,8 +103,8 @@ func (z *gzipWriter) submit() {
 		} else {
 			fw.Reset(&out)
 		}
-		fw.Write(in)  // a bytes.Buffer does not fail
-		fw.Flush()    // sync flush: byte-aligned, and not the final block
+		fw.Write(in) // a bytes.Buffer does not fail
+		fw.Flush()   // sync flush: byte-aligned, and not the final block
 		flatePool.Put(fw)
 		c <- out.Bytes()
 	}()

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/gzip"
-	"github.com/opencontainers/go-digest"
 	"github.com/klauspost/compress/zstd"
+	"github.com/opencontainers/go-digest"
 )
 
 func TestMain(m *testing.M) {

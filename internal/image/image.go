@@ -34,9 +34,9 @@ type Image struct {
 	// DiffIDs, ChainIDs and LayerSizes are per layer, in the same order:
 	// the uncompressed digest, the snapshot's chain ID and what the
 	// unpacked files take on disk (as Docker sizes layers).
-	Layers    []v1.Descriptor `json:"layers"`
-	DiffIDs   []digest.Digest `json:"diffIDs"`
-	ChainIDs  []digest.Digest `json:"chainIDs"`
+	Layers     []v1.Descriptor `json:"layers"`
+	DiffIDs    []digest.Digest `json:"diffIDs"`
+	ChainIDs   []digest.Digest `json:"chainIDs"`
 	LayerSizes []int64         `json:"layerSizes"`
 
 	Created time.Time `json:"created"`

@@ -57,7 +57,8 @@ type InspectConfig struct {
 	Shell        []string `json:",omitempty"`
 }
 
-// GraphDriver names the storage driver, as Docker reports it.
+// GraphDriver names the storage driver: berth's snapshot driver,
+// "overlay" or "copy", where Docker says "overlay2".
 type GraphDriver struct {
 	Data map[string]string
 	Name string
@@ -80,7 +81,9 @@ func (s *Service) Inspect(idOrRef string) (*InspectResponse, error) {
 	if err != nil {
 		return nil, err
 	}
-	return img.Inspect(), nil
+	out := img.Inspect()
+	out.GraphDriver.Name = s.Snapshots.Driver()
+	return out, nil
 }
 
 // Inspect renders the record in Docker's image-inspect shape.
@@ -98,7 +101,7 @@ func (img *Image) Inspect() *InspectResponse {
 		Os:            c.OS,
 		OsVersion:     c.OSVersion,
 		Size:          img.Size,
-		GraphDriver:   GraphDriver{Name: "overlay2", Data: nil},
+		GraphDriver:   GraphDriver{Name: "overlay"},
 		RootFS:        RootFS{Type: c.RootFS.Type},
 		Metadata:      Metadata{LastTagTime: img.LastTagTime},
 		Config: &InspectConfig{

@@ -58,7 +58,7 @@ func (s *Service) Load(ctx context.Context, r io.Reader, progress io.Writer) (im
 	case a.meta["manifest.json"] != nil:
 		plans, err = s.planDockerArchive(j, a)
 	case a.meta["index.json"] != nil:
-		plans, err = s.planOCILayout(j, a)
+		plans, err = s.planOCILayout(a)
 	default:
 		err = fmt.Errorf("neither manifest.json (docker-archive) nor index.json (OCI layout) found in the archive: %w", errdefs.ErrInvalidArgument)
 	}
@@ -101,10 +101,9 @@ func (s *Service) Load(ctx context.Context, r io.Reader, progress io.Writer) (im
 
 // archive is what spool learnt from the tar stream.
 type archive struct {
-	files map[string]member   // cleaned member path -> stored blob
-	links map[string]string   // cleaned member path -> cleaned target path
-	meta  map[string][]byte   // the layout's own small files, kept in memory
-	hdrs  map[string]struct{} // every path seen, for error messages
+	files map[string]member // cleaned member path -> stored blob
+	links map[string]string // cleaned member path -> cleaned target path
+	meta  map[string][]byte // the layout's own small files, kept in memory
 }
 
 type member struct {
@@ -121,7 +120,7 @@ func (s *Service) spool(ctx context.Context, j *journal, r io.Reader) (*archive,
 		return nil, err
 	}
 	defer rc.Close()
-	a := &archive{files: map[string]member{}, links: map[string]string{}, meta: map[string][]byte{}, hdrs: map[string]struct{}{}}
+	a := &archive{files: map[string]member{}, links: map[string]string{}, meta: map[string][]byte{}}
 	tr := tar.NewReader(rc)
 	n := 0
 	for {
@@ -137,7 +136,6 @@ func (s *Service) spool(ctx context.Context, j *journal, r io.Reader) (*archive,
 		}
 		n++
 		name := cleanMember(hdr.Name)
-		a.hdrs[name] = struct{}{}
 		switch hdr.Typeflag {
 		case tar.TypeReg, tar.TypeRegA: //nolint:staticcheck // old archives use it
 			if metaFiles[name] {
@@ -240,7 +238,7 @@ type dockerManifestEntry struct {
 	Config       string
 	RepoTags     []string
 	Layers       []string
-	Parent       string                           `json:",omitempty"`
+	Parent       string                          `json:",omitempty"`
 	LayerSources map[digest.Digest]v1.Descriptor `json:",omitempty"`
 }
 
@@ -391,8 +389,8 @@ func (s *Service) imageFromConfig(cfg digest.Digest, layers []v1.Descriptor) (*I
 	return img, nil
 }
 
-// ociLayout is an OCI image layout's index.json plus its oci-layout file.
-func (s *Service) planOCILayout(j *journal, a *archive) ([]*loadPlan, error) {
+// planOCILayout reads an OCI image layout's oci-layout and index.json.
+func (s *Service) planOCILayout(a *archive) ([]*loadPlan, error) {
 	if raw := a.meta["oci-layout"]; raw != nil {
 		var l v1.ImageLayout
 		if err := json.Unmarshal(raw, &l); err != nil {
@@ -426,7 +424,6 @@ func (s *Service) planOCILayout(j *journal, a *archive) ([]*loadPlan, error) {
 		}
 		plans = append(plans, p)
 	}
-	_ = j
 	return plans, nil
 }
 

@@ -63,6 +63,13 @@ func (s *Service) Save(ctx context.Context, w io.Writer, refs []string, format s
 	if err != nil {
 		return fmt.Errorf("save: %w", err)
 	}
+	// Check every blob first: a missing one should fail the save before
+	// anything is written, not leave half an archive.
+	for _, it := range items {
+		if d := s.missingBlob(it.img); d != "" {
+			return fmt.Errorf("save: image %s lacks blob %s in the content store; pull or load it again: %w", it.img.ID, d, errdefs.ErrFailedPrecondition)
+		}
+	}
 	tw := &tarWriter{tw: tar.NewWriter(w), seen: map[string]bool{}}
 	if err := tw.dir("blobs/"); err != nil {
 		return err

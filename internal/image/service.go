@@ -240,14 +240,8 @@ func (s *Service) commit(imgs []*Image) (moved map[string]digest.Digest, err err
 }
 
 func (s *Service) verifyPresent(img *Image) error {
-	blobs := []digest.Digest{img.ManifestDigest, img.ID}
-	for _, l := range img.Layers {
-		blobs = append(blobs, l.Digest)
-	}
-	for _, d := range blobs {
-		if _, err := s.Content.Stat(d); err != nil {
-			return fmt.Errorf("blob %s vanished while storing image %s (a concurrent removal?); retry: %w", d, img.ID, errdefs.ErrUnavailable)
-		}
+	if d := s.missingBlob(img); d != "" {
+		return fmt.Errorf("blob %s vanished while storing image %s (a concurrent removal?); retry: %w", d, img.ID, errdefs.ErrUnavailable)
 	}
 	for _, c := range img.ChainIDs {
 		if !s.Snapshots.Has(c) {
@@ -255,6 +249,20 @@ func (s *Service) verifyPresent(img *Image) error {
 		}
 	}
 	return nil
+}
+
+// missingBlob is the first of the image's blobs absent from content, or "".
+func (s *Service) missingBlob(img *Image) digest.Digest {
+	blobs := []digest.Digest{img.ManifestDigest, img.ID}
+	for _, l := range img.Layers {
+		blobs = append(blobs, l.Digest)
+	}
+	for _, d := range blobs {
+		if _, err := s.Content.Stat(d); err != nil {
+			return d
+		}
+	}
+	return ""
 }
 
 // unpackLayer makes sure the layer (parent, diffID) exists in the

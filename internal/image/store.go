@@ -111,7 +111,12 @@ func (s *Store) view(fn func(tx *bolt.Tx) error) error {
 		return fmt.Errorf("open %s: %w", s.dbPath, err)
 	}
 	defer db.Close()
-	return db.View(fn)
+	return db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketImages) == nil || tx.Bucket(bucketNames) == nil {
+			return fmt.Errorf("%s has no image buckets; was it opened with image.Open?: %w", s.dbPath, errdefs.ErrFailedPrecondition)
+		}
+		return fn(tx)
+	})
 }
 
 func (s *Store) update(fn func(tx *bolt.Tx) error) error {
