@@ -528,14 +528,20 @@ func newImportCommand() *cobra.Command {
 				return err
 			}
 			var r io.Reader = os.Stdin
+			var total int64
 			if args[0] != "-" {
 				f, err := os.Open(args[0])
 				if err != nil {
 					return fmt.Errorf("import: %w", err)
 				}
 				defer f.Close()
+				if fi, err := f.Stat(); err == nil {
+					total = fi.Size()
+				}
 				r = f
 			}
+			pr := newProgress(r, total, "Importing", os.Stderr)
+			r = pr
 			ref := ""
 			if len(args) == 2 {
 				ref = args[1]
@@ -543,6 +549,7 @@ func newImportCommand() *cobra.Command {
 			ctx, stop := interruptible()
 			defer stop()
 			img, err := s.Import(ctx, r, ref, opts)
+			pr.done()
 			if err != nil {
 				return err
 			}
@@ -653,16 +660,26 @@ func newLoadCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: withImages(func(cmd *cobra.Command, s *image.Service, args []string) error {
 			var r io.Reader = os.Stdin
+			var total int64
 			if input != "" {
 				f, err := os.Open(input)
 				if err != nil {
 					return fmt.Errorf("load: %w", err)
 				}
 				defer f.Close()
+				if fi, err := f.Stat(); err == nil {
+					total = fi.Size()
+				}
 				r = f
 			} else if term.IsTerminal(int(os.Stdin.Fd())) {
 				return usageErr("requested load from stdin, but stdin is empty: use -i FILE or redirect")
 			}
+			var bar *os.File
+			if !quiet {
+				bar = os.Stderr
+			}
+			pr := newProgress(r, total, "Loading", bar)
+			r = pr
 			// Load prints Docker's "Loaded image: ..." lines itself.
 			var progress io.Writer = cmd.OutOrStdout()
 			if quiet {
@@ -671,6 +688,7 @@ func newLoadCommand() *cobra.Command {
 			ctx, stop := interruptible()
 			defer stop()
 			_, err := s.Load(ctx, r, progress)
+			pr.done()
 			return err
 		}),
 	}
