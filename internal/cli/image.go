@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -680,15 +681,16 @@ func newLoadCommand() *cobra.Command {
 			}
 			pr := newProgress(r, total, "Loading", bar)
 			r = pr
-			// Load prints Docker's "Loaded image: ..." lines itself.
-			var progress io.Writer = cmd.OutOrStdout()
-			if quiet {
-				progress = nil
-			}
+			// Load prints Docker's "Loaded image: ..." lines itself;
+			// they follow the finished progress bar.
+			var loaded bytes.Buffer
 			ctx, stop := interruptible()
 			defer stop()
-			_, err := s.Load(ctx, r, progress)
+			_, err := s.Load(ctx, r, &loaded)
 			pr.done()
+			if !quiet {
+				_, _ = loaded.WriteTo(cmd.OutOrStdout())
+			}
 			return err
 		}),
 	}
