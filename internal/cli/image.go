@@ -163,22 +163,33 @@ func (f imageFilter) keep(img *image.Image) bool {
 	}
 	if len(f.references) > 0 {
 		match := false
-		for _, pat := range f.references {
-			for _, t := range img.RepoTags {
-				fam := image.Familiar(t)
-				name, _, _ := strings.Cut(fam, ":")
-				if ok, _ := pathMatch(pat, fam); ok {
-					match = true
-				} else if ok, _ := pathMatch(pat, name); ok {
-					match = true
-				}
-			}
+		for _, t := range img.RepoTags {
+			match = match || f.matchesRef(t)
 		}
 		if !match {
 			return false
 		}
 	}
 	return true
+}
+
+// matchesRef reports whether the tag matches a reference filter (by its
+// familiar name:tag or name alone, with path.Match patterns, as Docker).
+func (f imageFilter) matchesRef(tag string) bool {
+	if len(f.references) == 0 {
+		return true
+	}
+	fam := image.Familiar(tag)
+	name := fam[:strings.LastIndex(fam, ":")]
+	for _, pat := range f.references {
+		if ok, _ := pathMatch(pat, fam); ok {
+			return true
+		}
+		if ok, _ := pathMatch(pat, name); ok {
+			return true
+		}
+	}
+	return false
 }
 
 func newImagesCommand(use string) *cobra.Command {
@@ -226,6 +237,9 @@ func newImagesCommand(use string) *cobra.Command {
 					continue
 				}
 				for _, t := range img.RepoTags {
+					if !f.matchesRef(t) {
+						continue // as Docker: only the tags the filter names
+					}
 					r := base
 					fam := image.Familiar(t)
 					i := strings.LastIndex(fam, ":")
