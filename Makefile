@@ -10,7 +10,7 @@ LDFLAGS := -s -w -extldflags -static \
 	-X github.com/berth-dev/berth/internal/version.Version=$(VERSION) \
 	-X github.com/berth-dev/berth/internal/version.GitCommit=$(COMMIT)
 
-.PHONY: build test unit demo bench fuzz vet clean
+.PHONY: build test unit demo bench fuzz vet clean bench-load interop-docker
 
 build:
 	CGO_ENABLED=1 $(GO) build -tags $(TAGS) -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/berth
@@ -40,3 +40,13 @@ fuzz:
 
 clean:
 	rm -rf bin
+
+# berth load against docker load of a 300 MiB docker-archive, side by side
+# (starts a private dockerd; see the script's header).
+bench-load: build
+	./bench/load.sh
+
+# Exchange images with a private dockerd: go test TestDockerInterop, then
+# berth save | docker load | docker run, docker save | berth load, skopeo.
+interop-docker: build
+	./scripts/interop-docker.sh

@@ -23,7 +23,7 @@ import (
 // Seeds, valid and hostile, are in testdata/fuzz/FuzzUnpack.
 func FuzzUnpack(f *testing.F) {
 	f.Add([]byte{})
-	f.Add([]byte("\x02s|/\n\x01s/" + canary + "||data\n\x03h|s/" + canary))
+	f.Add([]byte("\x02s|/\n\x01s/" + escapeCanary + "||data\n\x03h|s/" + escapeCanary))
 	f.Add([]byte("\x00a/b\n\x01a/b/c||x\n\x02a|../outside\n\x01a/b/d||pwned\n\x06a/.wh.b\n\x06.wh..wh..opq"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fuzzUnpackOne(t, data)

@@ -2,19 +2,12 @@ package snapshot
 
 import (
 	"archive/tar"
-	"bufio"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
-	"sync"
-	"syscall"
 
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
@@ -29,8 +22,9 @@ const (
 	// fill a typical disk before it is refused.
 	DefaultMaxSize int64 = 64 << 30
 	// DefaultMaxRatio bounds uncompressed/compressed bytes. Real layers
-	// compress 2-10x; deflate cannot exceed ~1032x, so only a stream that is
-	// almost nothing but zeros (a bomb) trips it. zstd bombs reach 30000x.
+	// compress 2-10x; deflate cannot exceed ~1032x, so only a gzip stream
+	// that is almost nothing but zeros (a bomb) trips it; zstd bombs go
+	// far beyond.
 	DefaultMaxRatio = 1000
 	// DefaultMaxEntries bounds the headers in one layer (4Mi): several
 	// times the largest node_modules layers, and a bound on inodes.
@@ -118,7 +112,9 @@ func WithWarnings(fn func(error)) UnpackOpt { return func(c *unpackConfig) { c.w
 // refused, as containerd and moby do. Devices that mknod refuses with EPERM
 // are skipped with a warning; fifos are always created.
 //
-// Metadata: as root, ownership is set (lchown); then modes, including
+// Metadata: as root, ownership is set (lchown; not root, it is left to
+// the unpacking user and opaque directories get user.overlay.opaque, what
+// overlay's userxattr option reads); then modes, including
 // setuid, setgid and sticky (after chown, which clears them); xattrs from
 // SCHILY.xattr.* records, except trusted.overlay.* and user.overlay.*,
 // which a layer must not forge (dropped with a warning), and ones the
@@ -131,6 +127,9 @@ func WithWarnings(fn func(error)) UnpackOpt { return func(c *unpackConfig) { c.w
 // errdefs.ErrInvalidArgument when the input is at fault: malformed,
 // truncated, hostile or over a limit. On error dir holds a partial layer
 // for the caller to remove. ctx is checked between entries and chunks.
+//
+// Decompression and hashing run in a second goroutine a few MiB ahead of
+// the writes; Unpack waits for it, so it never reads r after returning.
 func Unpack(ctx context.Context, dir string, r io.Reader, opts ...UnpackOpt) (digest.Digest, int64, error) {
 	cfg := unpackConfig{
 		maxSize:    DefaultMaxSize,
@@ -155,14 +154,21 @@ func Unpack(ctx context.Context, dir string, r io.Reader, opts ...UnpackOpt) (di
 		return "", 0, err
 	}
 	defer s.close()
+	ra := startReadahead(s, cfg.progress)
+	defer ra.close() // before s.close: the goroutine reads s
+	// fail stops the goroutine first: classify looks at what it wrote.
+	fail := func(where string, err error) (digest.Digest, int64, error) {
+		ra.close()
+		return "", 0, s.classify(where, err)
+	}
 
 	u := &unpacker{ctx: ctx, cfg: &cfg, root: root, chown: os.Geteuid() == 0}
-	tr := tar.NewReader(s)
+	tr := tar.NewReader(ra)
 	var entries int64
 	last := ""
 	for {
 		if err := ctx.Err(); err != nil {
-			return "", 0, err
+			return fail("layer", err)
 		}
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -170,26 +176,26 @@ func Unpack(ctx context.Context, dir string, r io.Reader, opts ...UnpackOpt) (di
 		}
 		if err != nil && !errors.Is(err, tar.ErrInsecurePath) {
 			// Our own checks judge names; anything else is the stream.
-			where := "layer tar"
 			if last != "" {
-				where = fmt.Sprintf("layer tar after entry %q", last)
+				return fail(fmt.Sprintf("layer tar after entry %q", last), err)
 			}
-			return "", 0, s.classify(where, err)
+			return fail("layer tar", err)
 		}
 		entries++
 		if cfg.maxEntries > 0 && entries > cfg.maxEntries {
-			return "", 0, fmt.Errorf("layer has more than %d entries: refusing: %w", cfg.maxEntries, errdefs.ErrInvalidArgument)
+			return fail("layer", fmt.Errorf("more than %d entries: refusing: %w", cfg.maxEntries, errdefs.ErrInvalidArgument))
 		}
 		last = hdr.Name
 		if err := u.entry(hdr, tr); err != nil {
-			return "", 0, s.classify(fmt.Sprintf("layer entry %q", hdr.Name), err)
+			return fail(fmt.Sprintf("layer entry %q", hdr.Name), err)
 		}
 	}
 	// The diffID covers the whole stream: the end-of-archive blocks and
 	// whatever padding the writer added after them.
-	if _, err := io.Copy(io.Discard, s); err != nil {
-		return "", 0, s.classify("layer tar trailer", err)
+	if _, err := io.Copy(io.Discard, ra); err != nil {
+		return fail("layer tar trailer", err)
 	}
+	ra.close() // the goroutine has seen the end; now s is ours
 	if err := u.finish(); err != nil {
 		return "", 0, err
 	}
@@ -198,147 +204,10 @@ func Unpack(ctx context.Context, dir string, r io.Reader, opts ...UnpackOpt) (di
 			return "", 0, fmt.Errorf("layer %s: %w", dir, err)
 		}
 	}
-	s.report()
+	if cfg.progress != nil {
+		cfg.progress(s.n)
+	}
 	return digest.NewDigestFromBytes(digest.SHA256, s.hash.Sum(nil)), s.n, nil
-}
-
-// bufPool holds the 1 MiB buffers file data is copied through.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
-
-// sourceReader counts the compressed bytes and keeps the caller's reader's
-// error apart from the stream's, so a network failure is not blamed on the
-// layer.
-type sourceReader struct {
-	r   io.Reader
-	n   int64
-	err error
-}
-
-func (s *sourceReader) Read(p []byte) (int, error) {
-	n, err := s.r.Read(p)
-	s.n += int64(n)
-	if err != nil && err != io.EOF {
-		s.err = err
-	}
-	return n, err
-}
-
-// layerStream is the uncompressed tar stream: it hashes and counts what
-// passes and enforces the size and ratio limits.
-type layerStream struct {
-	r        io.Reader
-	src      *sourceReader
-	kind     string // "gzip", "zstd" or "" for plain tar
-	closer   func()
-	hash     hash.Hash
-	n        int64
-	reported int64
-	cfg      *unpackConfig
-	err      error
-}
-
-func newLayerStream(r io.Reader, cfg *unpackConfig) (*layerStream, error) {
-	src := &sourceReader{r: r}
-	br := bufio.NewReaderSize(src, 256<<10)
-	s := &layerStream{src: src, cfg: cfg, hash: sha256.New(), closer: func() {}}
-	magic, _ := br.Peek(4)
-	switch {
-	case len(magic) >= 2 && magic[0] == 0x1f && magic[1] == 0x8b:
-		s.kind = "gzip"
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, s.classify("layer gzip header", err)
-		}
-		s.r, s.closer = zr, func() { zr.Close() }
-	case len(magic) == 4 && magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd:
-		s.kind = "zstd"
-		zr, err := zstd.NewReader(br, zstd.WithDecoderMaxWindow(zstdMaxWindow))
-		if err != nil {
-			return nil, s.classify("layer zstd header", err)
-		}
-		s.r, s.closer = zr, zr.Close
-	default:
-		s.r = br
-	}
-	return s, nil
-}
-
-func (s *layerStream) Read(p []byte) (int, error) {
-	if s.err != nil {
-		return 0, s.err
-	}
-	n, err := s.r.Read(p)
-	if n > 0 {
-		s.hash.Write(p[:n])
-		s.n += int64(n)
-		if max := s.cfg.maxSize; max > 0 && s.n > max {
-			s.err = fmt.Errorf("layer is larger than %s uncompressed: refusing: %w", humanBytes(max), errdefs.ErrInvalidArgument)
-			return 0, s.err
-		}
-		if x := s.cfg.maxRatio; x > 0 && s.kind != "" && s.n > ratioGrace && float64(s.n) > x*float64(s.src.n) {
-			s.err = fmt.Errorf("layer expands more than %gx: refusing (%s bomb?): %w", x, s.kind, errdefs.ErrInvalidArgument)
-			return 0, s.err
-		}
-		if s.cfg.progress != nil && s.n-s.reported >= 1<<20 {
-			s.report()
-		}
-	}
-	return n, err
-}
-
-func (s *layerStream) report() {
-	if s.cfg.progress != nil {
-		s.reported = s.n
-		s.cfg.progress(s.n)
-	}
-}
-
-func (s *layerStream) close() { s.closer() }
-
-// classify prefixes err with where and marks it invalid input unless it
-// is the caller's reader failing, a cancellation, or already classified.
-func (s *layerStream) classify(where string, err error) error {
-	switch {
-	case s.src.err != nil && errors.Is(err, s.src.err):
-		return fmt.Errorf("%s: reading layer: %w", where, err)
-	case errors.Is(err, errdefs.ErrInvalidArgument), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%s: %w", where, err)
-	case s.src.err != nil:
-		return fmt.Errorf("%s: reading layer: %w: %w", where, s.src.err, err)
-	case isInputErr(err):
-		if err == io.ErrUnexpectedEOF || err == io.EOF {
-			return fmt.Errorf("%s: truncated %s stream: %w: %w", where, s.kindName(), err, errdefs.ErrInvalidArgument)
-		}
-		return fmt.Errorf("%s: %w: %w", where, err, errdefs.ErrInvalidArgument)
-	}
-	return fmt.Errorf("%s: %w", where, err)
-}
-
-func (s *layerStream) kindName() string {
-	if s.kind == "" {
-		return "tar"
-	}
-	return s.kind
-}
-
-// isInputErr reports whether a failure that nothing classified yet is the
-// stream's fault (tar, gzip or zstd format errors, truncation) rather than
-// the host's (a syscall error such as ENOSPC).
-func isInputErr(err error) bool {
-	var errno syscall.Errno
-	if !errors.As(err, &errno) {
-		return true
-	}
-	switch errno {
-	case syscall.ENOTDIR, syscall.EISDIR, syscall.ELOOP, syscall.ENAMETOOLONG, syscall.EXDEV,
-		syscall.ENOENT, syscall.EEXIST, syscall.ENOTEMPTY, syscall.EINVAL, syscall.EMLINK,
-		syscall.E2BIG, syscall.ERANGE:
-		// What a hostile or broken layer causes: a name through a
-		// non-directory or a dangling link, a link loop, a name or
-		// xattr too long, a target that is not there.
-		return true
-	}
-	return false
 }
 
 // SyncDir flushes the filesystem that holds dir to stable storage: one
@@ -359,13 +228,3 @@ func SyncDir(dir string) error {
 }
 
 func syncRoot(fd int) error { return os.NewSyscallError("syncfs", unix.Syncfs(fd)) }
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30 && n%(1<<30) == 0:
-		return fmt.Sprintf("%d GiB", n>>30)
-	case n >= 1<<20 && n%(1<<20) == 0:
-		return fmt.Sprintf("%d MiB", n>>20)
-	}
-	return fmt.Sprintf("%d bytes", n)
-}

@@ -72,9 +72,8 @@ func BenchmarkUnpack(b *testing.B) {
 			if c.data != nil {
 				data = c.data(b, c.raw)
 			}
-			base := b.TempDir()
+			base := b.TempDir() // TMPDIR=/dev/shm takes the disk out of the measure
 			b.SetBytes(int64(len(c.raw)))
-			b.ReportMetric(float64(len(c.raw))/float64(len(data)), "ratio")
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
@@ -90,6 +89,7 @@ func BenchmarkUnpack(b *testing.B) {
 				os.RemoveAll(dir)
 				b.StartTimer()
 			}
+			b.ReportMetric(float64(len(c.raw))/float64(len(data)), "ratio")
 		})
 	}
 }

@@ -41,7 +41,7 @@ func isOverlayXattr(name string) bool {
 // smaller than it are always written.
 const holeBlock = 64 << 10
 
-var zeroBlock [holeBlock]byte
+var zeroHole [holeBlock]byte
 
 // dirFlushBytes bounds the memory of directories whose mode and times wait
 // for the end. Past it, those that are not ancestors of the current entry
@@ -150,7 +150,7 @@ func (u *unpacker) file(hdr *tar.Header, r io.Reader, parent, base string) error
 		return err
 	}
 	ts := tarTimes(hdr)
-	return os.NewSyscallError("futimens", futimens(fd, &ts))
+	return os.NewSyscallError("futimens", setTimesFD(fd, &ts))
 }
 
 // copyData writes size bytes of r to the new file fd through a pooled
@@ -161,8 +161,8 @@ func (u *unpacker) copyData(fd int, r io.Reader, size int64) error {
 	if size == 0 {
 		return nil
 	}
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
+	bp := unpackBufPool.Get().(*[]byte)
+	defer unpackBufPool.Put(bp)
 	buf := *bp
 	var off, end int64 // end: just past the last byte written
 	for off < size {
@@ -177,9 +177,9 @@ func (u *unpacker) copyData(fd int, r io.Reader, size int64) error {
 			}
 			return err
 		}
-		chunk := buf[:m]
+		data := buf[:m]
 		if size < holeBlock {
-			if err := pwriteAll(fd, chunk, off); err != nil {
+			if err := pwriteAll(fd, data, off); err != nil {
 				return err
 			}
 			off += int64(m)
@@ -187,24 +187,24 @@ func (u *unpacker) copyData(fd int, r io.Reader, size int64) error {
 			continue
 		}
 		// Write each run of non-zero blocks with one call.
-		for i := 0; i < len(chunk); {
+		for i := 0; i < len(data); {
 			j := i
-			for j < len(chunk) {
-				k := min(j+holeBlock, len(chunk))
-				if k-j == holeBlock && bytes.Equal(chunk[j:k], zeroBlock[:]) {
+			for j < len(data) {
+				k := min(j+holeBlock, len(data))
+				if k-j == holeBlock && bytes.Equal(data[j:k], zeroHole[:]) {
 					break
 				}
 				j = k
 			}
 			if j > i {
-				if err := pwriteAll(fd, chunk[i:j], off+int64(i)); err != nil {
+				if err := pwriteAll(fd, data[i:j], off+int64(i)); err != nil {
 					return err
 				}
 				end = off + int64(j)
 			}
-			for j < len(chunk) {
-				k := min(j+holeBlock, len(chunk))
-				if k-j != holeBlock || !bytes.Equal(chunk[j:k], zeroBlock[:]) {
+			for j < len(data) {
+				k := min(j+holeBlock, len(data))
+				if k-j != holeBlock || !bytes.Equal(data[j:k], zeroHole[:]) {
 					break
 				}
 				j = k
@@ -277,7 +277,7 @@ func (u *unpacker) atMeta(pfd int, base string, hdr *tar.Header, chmod bool) err
 			return os.NewSyscallError("fchmodat", err)
 		}
 	}
-	if err := u.xattrs(hdr, func(k string, v []byte) error { return unix.Lsetxattr(procPath(pfd, base), k, v, 0) }); err != nil {
+	if err := u.xattrs(hdr, func(k string, v []byte) error { return unix.Lsetxattr(procFDPath(pfd, base), k, v, 0) }); err != nil {
 		return err
 	}
 	ts := tarTimes(hdr)
@@ -403,7 +403,7 @@ func (u *unpacker) applyDir(d pendingDir) error {
 	if err := unix.Fchmod(fd, d.mode); err != nil {
 		return os.NewSyscallError("fchmod", err)
 	}
-	return os.NewSyscallError("futimens", futimens(fd, &d.times))
+	return os.NewSyscallError("futimens", setTimesFD(fd, &d.times))
 }
 
 func (u *unpacker) symlink(hdr *tar.Header, parent, base string) error {
@@ -537,8 +537,8 @@ func (u *unpacker) opaque(dirfd int, entry string) error {
 func tarMode(hdr *tar.Header) uint32 { return uint32(hdr.Mode) & 0o7777 }
 
 var (
-	minTime = time.Unix(0, 0)
-	maxTime = time.Unix(0, math.MaxInt64)
+	epochTime   = time.Unix(0, 0)
+	maxNanoTime = time.Unix(0, math.MaxInt64)
 )
 
 // tarTimes gives atime and mtime for utimensat. Times outside what a
@@ -546,8 +546,8 @@ var (
 // atime is never before mtime (as moby: old tars carry no atime).
 func tarTimes(hdr *tar.Header) [2]unix.Timespec {
 	bound := func(t time.Time) time.Time {
-		if t.Before(minTime) || t.After(maxTime) {
-			return minTime
+		if t.Before(epochTime) || t.After(maxNanoTime) {
+			return epochTime
 		}
 		return t
 	}
@@ -558,8 +558,8 @@ func tarTimes(hdr *tar.Header) [2]unix.Timespec {
 	return [2]unix.Timespec{unix.NsecToTimespec(at.UnixNano()), unix.NsecToTimespec(mt.UnixNano())}
 }
 
-// futimens is utimensat(fd, NULL, ts, 0), which x/sys/unix does not wrap.
-func futimens(fd int, ts *[2]unix.Timespec) error {
+// setTimesFD is futimens(3): utimensat(fd, NULL, ts, 0), unwrapped by x/sys/unix.
+func setTimesFD(fd int, ts *[2]unix.Timespec) error {
 	_, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(ts)), 0, 0, 0)
 	if e != 0 {
 		return e

@@ -20,8 +20,8 @@ import (
 	"github.com/berth-dev/berth/internal/errdefs"
 )
 
-// canary is the name hostile entries try to plant outside the layer.
-const canary = "berth-unpack-canary"
+// escapeCanary is the name hostile entries try to plant outside the layer.
+const escapeCanary = "berth-unpack-canary"
 
 // unpackSandbox is a temporary directory holding the layer directory and,
 // beside it, "outside" with a sentinel file that no layer may touch.
@@ -46,8 +46,8 @@ func newUnpackSandbox(t testing.TB) *unpackSandbox {
 	if err := os.WriteFile(filepath.Join(s.outside, "etc", "passwd"), []byte("root:x:0:0"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s.before = treeState(t, base, s.layer)
-	s.hostBefore = hostState(t, s.layer)
+	s.before = describeTree(t, base, s.layer)
+	s.hostBefore = describeHost(t, s.layer)
 	return s
 }
 
@@ -56,7 +56,7 @@ func newUnpackSandbox(t testing.TB) *unpackSandbox {
 // host files hostile entries aim at.
 func (s *unpackSandbox) check(t testing.TB) {
 	t.Helper()
-	after := treeState(t, s.base, s.layer)
+	after := describeTree(t, s.base, s.layer)
 	for p, v := range after {
 		if s.before[p] != v {
 			t.Errorf("outside the layer: %s changed: %q -> %q", p, s.before[p], v)
@@ -67,7 +67,7 @@ func (s *unpackSandbox) check(t testing.TB) {
 			t.Errorf("outside the layer: %s removed", p)
 		}
 	}
-	hostAfter := hostState(t, s.layer)
+	hostAfter := describeHost(t, s.layer)
 	for p, v := range s.hostBefore {
 		if hostAfter[p] != v {
 			t.Errorf("host file %s changed: %q -> %q", p, v, hostAfter[p])
@@ -75,9 +75,9 @@ func (s *unpackSandbox) check(t testing.TB) {
 	}
 }
 
-// treeState describes every path under root but skip: type, mode, owner,
+// describeTree describes every path under root but skip: type, mode, owner,
 // size, mtime, link count, content digest or link target.
-func treeState(t testing.TB, root, skip string) map[string]string {
+func describeTree(t testing.TB, root, skip string) map[string]string {
 	t.Helper()
 	m := map[string]string{}
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -90,7 +90,7 @@ func treeState(t testing.TB, root, skip string) map[string]string {
 		case root: // its mtime follows the layer directory's replacement
 			return nil
 		}
-		m[p] = pathState(p)
+		m[p] = describePath(p)
 		return nil
 	})
 	if err != nil {
@@ -99,7 +99,7 @@ func treeState(t testing.TB, root, skip string) map[string]string {
 	return m
 }
 
-func pathState(p string) string {
+func describePath(p string) string {
 	var st unix.Stat_t
 	if err := unix.Lstat(p, &st); err != nil {
 		return "absent"
@@ -116,17 +116,17 @@ func pathState(p string) string {
 		st.Mode, st.Uid, st.Gid, st.Size, st.Mtim.Sec, st.Mtim.Nsec, st.Nlink, st.Ino, extra)
 }
 
-// hostState describes the host files hostile entries aim at, and the
-// canary in each directory from the layer's parent up to "/".
-func hostState(t testing.TB, layer string) map[string]string {
+// describeHost describes the host files hostile entries aim at, and the
+// escapeCanary in each directory from the layer's parent up to "/".
+func describeHost(t testing.TB, layer string) map[string]string {
 	m := map[string]string{}
 	for _, p := range []string{"/etc/passwd", "/etc/shadow", "/etc/hostname"} {
-		m[p] = pathState(p)
+		m[p] = describePath(p)
 	}
 	for d := filepath.Dir(layer); ; d = filepath.Dir(d) {
-		m[filepath.Join(d, canary)] = pathState(filepath.Join(d, canary))
-		for _, sub := range []string{"abs", "etc/" + canary} {
-			m[filepath.Join(d, sub)] = pathState(filepath.Join(d, sub))
+		m[filepath.Join(d, escapeCanary)] = describePath(filepath.Join(d, escapeCanary))
+		for _, sub := range []string{"abs", "etc/" + escapeCanary} {
+			m[filepath.Join(d, sub)] = describePath(filepath.Join(d, sub))
 		}
 		if d == "/" {
 			break
@@ -148,56 +148,56 @@ type hostileCase struct {
 	risky bool
 }
 
-func fixed(es ...unpackEntry) func(string) []unpackEntry {
+func entriesOf(es ...unpackEntry) func(string) []unpackEntry {
 	return func(string) []unpackEntry { return es }
 }
 
 func hostileCases() []hostileCase {
 	return []hostileCase{
-		{name: "dotdot", entries: fixed(ueFile("../"+canary, "x")), want: "climbs out"},
-		{name: "nested dotdot", entries: fixed(ueFile("a/../../"+canary, "x")), want: "climbs out"},
-		{name: "deep dotdot", entries: fixed(ueDir("a/b", 0o755), ueFile("a/b/../../../../"+canary, "x")), want: "climbs out"},
-		{name: "dotdot dir", entries: fixed(ueDir("../"+canary, 0o755)), want: "climbs out"},
-		{name: "dotdot symlink name", entries: fixed(ueSymlink("../"+canary, "/")), want: "climbs out"},
-		{name: "absolute name", entries: fixed(ueFile("/abs/"+canary, "x")), inside: []string{"abs/" + canary}},
+		{name: "dotdot", entries: entriesOf(ueFile("../"+escapeCanary, "x")), want: "climbs out"},
+		{name: "nested dotdot", entries: entriesOf(ueFile("a/../../"+escapeCanary, "x")), want: "climbs out"},
+		{name: "deep dotdot", entries: entriesOf(ueDir("a/b", 0o755), ueFile("a/b/../../../../"+escapeCanary, "x")), want: "climbs out"},
+		{name: "dotdot dir", entries: entriesOf(ueDir("../"+escapeCanary, 0o755)), want: "climbs out"},
+		{name: "dotdot symlink name", entries: entriesOf(ueSymlink("../"+escapeCanary, "/")), want: "climbs out"},
+		{name: "absolute name", entries: entriesOf(ueFile("/abs/"+escapeCanary, "x")), inside: []string{"abs/" + escapeCanary}},
 		{name: "absolute name of the outside", entries: func(o string) []unpackEntry { return []unpackEntry{ueFile(o+"/sentinel", "pwned")} },
 			inside: []string{"OUTSIDE/sentinel"}},
-		{name: "symlink to root", entries: fixed(ueSymlink("s", "/"), ueFile("s/"+canary, "x")), inside: []string{canary}},
-		{name: "symlink climbing", entries: fixed(ueSymlink("s", "../../.."), ueFile("s/"+canary, "x")), inside: []string{canary}},
-		{name: "symlink dotdot", entries: fixed(ueSymlink("s", ".."), ueFile("s/"+canary, "x")), inside: []string{canary}},
-		{name: "escape etc passwd", entries: fixed(ueSymlink("escape", "/"), ueFile("escape/etc/passwd", "pwned")), inside: []string{"etc/passwd"}, risky: true},
-		{name: "escape etc passwd climbing", entries: fixed(ueSymlink("escape", "../../../../../../../../"), ueFile("escape/etc/passwd", "pwned")),
+		{name: "symlink to root", entries: entriesOf(ueSymlink("s", "/"), ueFile("s/"+escapeCanary, "x")), inside: []string{escapeCanary}},
+		{name: "symlink climbing", entries: entriesOf(ueSymlink("s", "../../.."), ueFile("s/"+escapeCanary, "x")), inside: []string{escapeCanary}},
+		{name: "symlink dotdot", entries: entriesOf(ueSymlink("s", ".."), ueFile("s/"+escapeCanary, "x")), inside: []string{escapeCanary}},
+		{name: "escape etc passwd", entries: entriesOf(ueSymlink("escape", "/"), ueFile("escape/etc/passwd", "pwned")), inside: []string{"etc/passwd"}, risky: true},
+		{name: "escape etc passwd climbing", entries: entriesOf(ueSymlink("escape", "../../../../../../../../"), ueFile("escape/etc/passwd", "pwned")),
 			inside: []string{"etc/passwd"}, risky: true},
 		{name: "symlink to outside, absolute", entries: func(o string) []unpackEntry {
 			return []unpackEntry{ueSymlink("s", o), ueFile("s/sentinel", "pwned")}
 		}, want: `parent directory "s"`},
-		{name: "symlink to outside, relative", entries: fixed(ueSymlink("s", "../outside"), ueFile("s/sentinel", "pwned")), want: `parent directory "s"`},
-		{name: "symlink chain", entries: fixed(ueSymlink("s1", "s2"), ueSymlink("s2", "s3/"), ueSymlink("s3", "../../../.."), ueFile("s1/"+canary, "x")),
-			inside: []string{canary}},
-		{name: "symlink chain to outside", entries: fixed(ueSymlink("s1", "s2/../outside"), ueSymlink("s2", "../outside"), ueFile("s1/sentinel", "pwned")),
+		{name: "symlink to outside, relative", entries: entriesOf(ueSymlink("s", "../outside"), ueFile("s/sentinel", "pwned")), want: `parent directory "s"`},
+		{name: "symlink chain", entries: entriesOf(ueSymlink("s1", "s2"), ueSymlink("s2", "s3/"), ueSymlink("s3", "../../../.."), ueFile("s1/"+escapeCanary, "x")),
+			inside: []string{escapeCanary}},
+		{name: "symlink chain to outside", entries: entriesOf(ueSymlink("s1", "s2/../outside"), ueSymlink("s2", "../outside"), ueFile("s1/sentinel", "pwned")),
 			want: `parent directory "s1"`},
-		{name: "symlink chain through dirs", entries: fixed(ueDir("a/b", 0o755), ueSymlink("a/b/up", "../../.."), ueSymlink("top", "a/b/up/outside"), ueFile("top/sentinel", "pwned")),
+		{name: "symlink chain through dirs", entries: entriesOf(ueDir("a/b", 0o755), ueSymlink("a/b/up", "../../.."), ueSymlink("top", "a/b/up/outside"), ueFile("top/sentinel", "pwned")),
 			want: `parent directory "top"`},
-		{name: "symlink loop", entries: fixed(ueSymlink("a", "b"), ueSymlink("b", "a"), ueFile("a/"+canary, "x")), want: "too many levels"},
-		{name: "magic link", entries: fixed(ueSymlink("p", "/proc/self/root"), ueFile("p/"+canary, "x")), want: `parent directory "p"`},
-		{name: "magic link cwd", entries: fixed(ueSymlink("p", "/proc/self/cwd"), ueFile("p/"+canary, "x")), want: `parent directory "p"`},
-		{name: "hardlink to etc passwd", entries: fixed(ueLink("h", "/etc/passwd")), want: `hardlink target "/etc/passwd"`},
-		{name: "hardlink climbing", entries: fixed(ueLink("h", "../../outside/sentinel")), want: "climbs out"},
+		{name: "symlink loop", entries: entriesOf(ueSymlink("a", "b"), ueSymlink("b", "a"), ueFile("a/"+escapeCanary, "x")), want: "too many levels"},
+		{name: "magic link", entries: entriesOf(ueSymlink("p", "/proc/self/root"), ueFile("p/"+escapeCanary, "x")), want: `parent directory "p"`},
+		{name: "magic link cwd", entries: entriesOf(ueSymlink("p", "/proc/self/cwd"), ueFile("p/"+escapeCanary, "x")), want: `parent directory "p"`},
+		{name: "hardlink to etc passwd", entries: entriesOf(ueLink("h", "/etc/passwd")), want: `hardlink target "/etc/passwd"`},
+		{name: "hardlink climbing", entries: entriesOf(ueLink("h", "../../outside/sentinel")), want: "climbs out"},
 		{name: "hardlink to outside, absolute", entries: func(o string) []unpackEntry { return []unpackEntry{ueLink("h", o+"/sentinel")} }, want: "hardlink target"},
-		{name: "hardlink through symlink dir", entries: fixed(ueSymlink("s", "/etc"), ueLink("h", "s/passwd")), want: `hardlink target "s/passwd"`},
-		{name: "hardlink through relative symlink dir", entries: fixed(ueSymlink("s", "../outside"), ueLink("h", "s/sentinel")), want: `hardlink target "s/sentinel"`},
+		{name: "hardlink through symlink dir", entries: entriesOf(ueSymlink("s", "/etc"), ueLink("h", "s/passwd")), want: `hardlink target "s/passwd"`},
+		{name: "hardlink through relative symlink dir", entries: entriesOf(ueSymlink("s", "../outside"), ueLink("h", "s/sentinel")), want: `hardlink target "s/sentinel"`},
 		{name: "hardlink to symlink to outside", entries: func(o string) []unpackEntry {
 			return []unpackEntry{ueSymlink("l", o+"/sentinel"), ueLink("h", "l"), ueFile("h", "pwned"), ueFile("l", "pwned")}
 		}, inside: []string{"h", "l"}},
-		{name: "hardlink name through symlink", entries: fixed(ueFile("f", "x"), ueSymlink("s", "/"), ueLink("s/"+canary, "f")), inside: []string{canary}},
-		{name: "hardlink to a layer file in etc", entries: fixed(ueFile("etc/passwd", "mine"), ueSymlink("s", "/etc"), ueLink("h", "s/passwd")), inside: []string{"h"}},
-		{name: "symlink replaces dir written into later", entries: fixed(ueDir("d", 0o755), ueFile("d/x", "x"), ueSymlink("d", "../outside"), ueFile("d/sentinel", "pwned")),
+		{name: "hardlink name through symlink", entries: entriesOf(ueFile("f", "x"), ueSymlink("s", "/"), ueLink("s/"+escapeCanary, "f")), inside: []string{escapeCanary}},
+		{name: "hardlink to a layer file in etc", entries: entriesOf(ueFile("etc/passwd", "mine"), ueSymlink("s", "/etc"), ueLink("h", "s/passwd")), inside: []string{"h"}},
+		{name: "symlink replaces dir written into later", entries: entriesOf(ueDir("d", 0o755), ueFile("d/x", "x"), ueSymlink("d", "../outside"), ueFile("d/sentinel", "pwned")),
 			want: `parent directory "d"`},
-		{name: "symlink replaces dir, then dir entry below", entries: fixed(ueDir("d", 0o755), ueSymlink("d", "/"), ueDir("d/"+canary, 0o777)), inside: []string{canary}},
+		{name: "symlink replaces dir, then dir entry below", entries: entriesOf(ueDir("d", 0o755), ueSymlink("d", "/"), ueDir("d/"+escapeCanary, 0o777)), inside: []string{escapeCanary}},
 		{name: "deep path, ancestor replaced by symlink", entries: func(o string) []unpackEntry {
 			return []unpackEntry{ueDir("a", 0o755), ueDir("a/b", 0o755), ueFile("a/b/c", "x"), ueSymlink("a", o), ueFile("a/b/d", "pwned")}
 		}, want: `parent directory "a"`},
-		{name: "deep path, ancestor replaced by climbing symlink", entries: fixed(ueDir("a/b/c", 0o755), ueFile("a/b/c/f", "x"), ueSymlink("a", "../../../outside"), ueDir("a/b/c", 0o777), ueFile("a/b/c/g", "x")),
+		{name: "deep path, ancestor replaced by climbing symlink", entries: entriesOf(ueDir("a/b/c", 0o755), ueFile("a/b/c/f", "x"), ueSymlink("a", "../../../outside"), ueDir("a/b/c", 0o777), ueFile("a/b/c/g", "x")),
 			want: `parent directory "a"`},
 		{name: "file over symlink to outside", entries: func(o string) []unpackEntry {
 			return []unpackEntry{ueSymlink("l", o+"/sentinel"), ueFile("l", "pwned")}
@@ -208,32 +208,32 @@ func hostileCases() []hostileCase {
 		{name: "dir metadata, then symlink in its place", entries: func(o string) []unpackEntry {
 			return []unpackEntry{ueDir("d", 0o777), ueSymlink("d", o)}
 		}, inside: []string{"d"}},
-		{name: "dir metadata, then symlink to root in its place", entries: fixed(ueDir("d", 0o707), ueSymlink("d", "/")), inside: []string{"d"}},
-		{name: "whiteout of dotdot", entries: fixed(ueFile(".wh...", "")), want: `whiteout of ".."`},
-		{name: "whiteout of dot", entries: fixed(ueFile("a/.wh..", "")), want: `whiteout of "."`},
-		{name: "whiteout climbing", entries: fixed(ueFile("../.wh.outside", "")), want: "climbs out"},
-		{name: "whiteout nested climbing", entries: fixed(ueFile("a/../../outside/.wh.sentinel", "")), want: "climbs out"},
-		{name: "whiteout through symlink", entries: fixed(ueSymlink("s", "../outside"), ueFile("s/.wh.sentinel", "")), want: `parent directory "s"`},
+		{name: "dir metadata, then symlink to root in its place", entries: entriesOf(ueDir("d", 0o707), ueSymlink("d", "/")), inside: []string{"d"}},
+		{name: "whiteout of dotdot", entries: entriesOf(ueFile(".wh...", "")), want: `whiteout of ".."`},
+		{name: "whiteout of dot", entries: entriesOf(ueFile("a/.wh..", "")), want: `whiteout of "."`},
+		{name: "whiteout climbing", entries: entriesOf(ueFile("../.wh.outside", "")), want: "climbs out"},
+		{name: "whiteout nested climbing", entries: entriesOf(ueFile("a/../../outside/.wh.sentinel", "")), want: "climbs out"},
+		{name: "whiteout through symlink", entries: entriesOf(ueSymlink("s", "../outside"), ueFile("s/.wh.sentinel", "")), want: `parent directory "s"`},
 		{name: "opaque through symlink", entries: func(o string) []unpackEntry {
 			return []unpackEntry{ueSymlink("s", o), ueFile("s/.wh..wh..opq", "")}
 		}, want: `parent directory "s"`},
-		{name: "whiteout through symlink to root", entries: fixed(ueSymlink("s", "/"), ueFile("s/.wh."+canary, "")), inside: []string{canary}},
-		{name: "device climbing", entries: fixed(ueNode("../"+canary, tar.TypeChar, 1, 3)), want: "climbs out"},
-		{name: "fifo nested climbing", entries: fixed(ueNode("a/../../"+canary, tar.TypeFifo, 0, 0)), want: "climbs out"},
-		{name: "fifo through symlink to root", entries: fixed(ueSymlink("s", "/"), ueNode("s/"+canary, tar.TypeFifo, 0, 0)), inside: []string{canary}},
-		{name: "root entry is a symlink", entries: fixed(ueSymlink(".", "/")), want: "only a directory can be the root"},
-		{name: "root entry via dotdot", entries: fixed(ueDir("a/..", 0o700), ueFile("f", "x")), inside: []string{"f"}},
+		{name: "whiteout through symlink to root", entries: entriesOf(ueSymlink("s", "/"), ueFile("s/.wh."+escapeCanary, "")), inside: []string{escapeCanary}},
+		{name: "device climbing", entries: entriesOf(ueNode("../"+escapeCanary, tar.TypeChar, 1, 3)), want: "climbs out"},
+		{name: "fifo nested climbing", entries: entriesOf(ueNode("a/../../"+escapeCanary, tar.TypeFifo, 0, 0)), want: "climbs out"},
+		{name: "fifo through symlink to root", entries: entriesOf(ueSymlink("s", "/"), ueNode("s/"+escapeCanary, tar.TypeFifo, 0, 0)), inside: []string{escapeCanary}},
+		{name: "root entry is a symlink", entries: entriesOf(ueSymlink(".", "/")), want: "only a directory can be the root"},
+		{name: "root entry via dotdot", entries: entriesOf(ueDir("a/..", 0o700), ueFile("f", "x")), inside: []string{"f"}},
 	}
 }
 
 func TestUnpackHostile(t *testing.T) {
 	for _, resolver := range []string{"openat2", "walk"} {
 		t.Run(resolver, func(t *testing.T) {
-			defer func(v bool) { noOpenat2 = v }(noOpenat2)
-			noOpenat2 = resolver == "walk"
+			defer noOpenat2.Store(noOpenat2.Load())
+			noOpenat2.Store(resolver == "walk")
 			cases := hostileCases()
 			slices.SortStableFunc(cases, func(a, b hostileCase) int {
-				return cmp.Compare(b2i(a.risky), b2i(b.risky))
+				return cmp.Compare(riskRank(a.risky), riskRank(b.risky))
 			})
 			for _, tc := range cases {
 				if tc.risky && t.Failed() {
@@ -273,7 +273,7 @@ func TestUnpackHostile(t *testing.T) {
 	}
 }
 
-func b2i(b bool) int {
+func riskRank(b bool) int {
 	if b {
 		return 1
 	}

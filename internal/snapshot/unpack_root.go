@@ -7,6 +7,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -40,7 +41,7 @@ type layerRoot struct {
 const resolveFlags = unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV
 
 // noOpenat2 forces the walkDir fallback; tests set it to cover both.
-var noOpenat2 = false
+var noOpenat2 atomic.Bool
 
 func openLayerRoot(dir string) (*layerRoot, error) {
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -48,7 +49,7 @@ func openLayerRoot(dir string) (*layerRoot, error) {
 		return nil, fmt.Errorf("layer directory %s: %w", dir, os.NewSyscallError("open", err))
 	}
 	l := &layerRoot{fd: fd, dir: dir, cacheFD: -1}
-	if !noOpenat2 {
+	if !noOpenat2.Load() {
 		probe, err := unix.Openat2(fd, ".", &unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: resolveFlags})
 		switch {
 		case err == nil:
@@ -132,8 +133,10 @@ func (l *layerRoot) mkdirAll(rel string) (int, error) {
 	if !errors.Is(err, unix.ENOENT) {
 		return -1, fmt.Errorf("parent directory %q: %w", rel, err)
 	}
-	// Slow path, only for layers that omit parent directories: create one
-	// component at a time, each in the directory its prefix resolves to.
+	// Slow path, only for layers that omit parent directories: go down
+	// one component at a time from the root. A plain directory is opened
+	// directly (what resolving its prefix would give), a missing one is
+	// made, and a symlink is resolved in the root from its full prefix.
 	comps := strings.Split(rel, "/")
 	pfd := -1
 	defer func() {
@@ -141,23 +144,28 @@ func (l *layerRoot) mkdirAll(rel string) (int, error) {
 			unix.Close(pfd)
 		}
 	}()
-	for i := range comps {
-		prefix := strings.Join(comps[:i+1], "/")
-		fd, err := l.openDir(prefix)
-		if errors.Is(err, unix.ENOENT) {
-			at := l.fd
-			if pfd >= 0 {
-				at = pfd
+	for i, c := range comps {
+		at := l.fd
+		if pfd >= 0 {
+			at = pfd
+		}
+		fd, err := unix.Openat(at, c, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err == unix.ENOENT {
+			if err := unix.Mkdirat(at, c, 0o755); err != nil {
+				return -1, fmt.Errorf("parent directory %q: %w", strings.Join(comps[:i+1], "/"), os.NewSyscallError("mkdirat", err))
 			}
-			if err := unix.Mkdirat(at, comps[i], 0o755); err != nil && err != unix.EEXIST {
-				return -1, os.NewSyscallError("mkdirat", err)
-			}
-			// EEXIST with ENOENT before: a dangling symlink. Reopening
-			// reports it; directories are never made through a link.
-			fd, err = l.openDir(prefix)
+			fd, err = unix.Openat(at, c, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		}
+		if err == unix.ELOOP || err == unix.ENOTDIR {
+			// A symlink (or not a directory, which this reports too).
+			// Directories are never made through a link: a dangling
+			// one is an error.
+			fd, err = l.openDir(strings.Join(comps[:i+1], "/"))
+		} else if err != nil {
+			err = os.NewSyscallError("openat", err)
 		}
 		if err != nil {
-			return -1, fmt.Errorf("parent directory %q: %w", prefix, err)
+			return -1, fmt.Errorf("parent directory %q: %w", strings.Join(comps[:i+1], "/"), err)
 		}
 		if pfd >= 0 {
 			unix.Close(pfd)
@@ -227,7 +235,7 @@ func (l *layerRoot) walkDir(rel string) (int, error) {
 		if links++; links > maxSymlinks {
 			return -1, os.NewSyscallError("openat", unix.ELOOP)
 		}
-		target, err := readlinkat(cur(), c)
+		target, err := readlinkAt(cur(), c)
 		if err != nil {
 			return -1, err
 		}
@@ -248,7 +256,7 @@ func (l *layerRoot) walkDir(rel string) (int, error) {
 	return fd, nil
 }
 
-func readlinkat(dirfd int, name string) (string, error) {
+func readlinkAt(dirfd int, name string) (string, error) {
 	for size := 256; ; size *= 2 {
 		buf := make([]byte, size)
 		n, err := unix.Readlinkat(dirfd, name, buf)
@@ -305,10 +313,10 @@ func removeAllAt(dirfd int, name string, depth int) error {
 	return nil
 }
 
-// procPath names entry name of directory dirfd for the calls that have no
+// procFDPath names entry name of directory dirfd for the calls that have no
 // *at form (lsetxattr): the kernel resolves the /proc/self/fd link to the
 // directory itself, and the final component is not followed.
-func procPath(dirfd int, name string) string {
+func procFDPath(dirfd int, name string) string {
 	return "/proc/self/fd/" + strconv.Itoa(dirfd) + "/" + name
 }
 

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -115,7 +116,7 @@ func mustUnpack(t testing.TB, data []byte, opts ...UnpackOpt) string {
 	return dir
 }
 
-func lstat(t testing.TB, p string) *unix.Stat_t {
+func statNoFollow(t testing.TB, p string) *unix.Stat_t {
 	t.Helper()
 	var st unix.Stat_t
 	if err := unix.Lstat(p, &st); err != nil {
@@ -124,7 +125,7 @@ func lstat(t testing.TB, p string) *unix.Stat_t {
 	return &st
 }
 
-func readFile(t testing.TB, p string) string {
+func fileContent(t testing.TB, p string) string {
 	t.Helper()
 	b, err := os.ReadFile(p)
 	if err != nil {
@@ -167,10 +168,10 @@ func TestUnpackEntryTypes(t *testing.T) {
 	var warnings []error
 	dir := mustUnpack(t, data, WithWarnings(func(err error) { warnings = append(warnings, err) }))
 
-	if got := readFile(t, filepath.Join(dir, "d/f")); got != "hello" {
+	if got := fileContent(t, filepath.Join(dir, "d/f")); got != "hello" {
 		t.Errorf("d/f = %q", got)
 	}
-	if st := lstat(t, filepath.Join(dir, "empty")); st.Size != 0 || st.Mode&unix.S_IFMT != unix.S_IFREG {
+	if st := statNoFollow(t, filepath.Join(dir, "empty")); st.Size != 0 || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		t.Errorf("empty: size %d mode %o", st.Size, st.Mode)
 	}
 	for name, want := range map[string]string{"d/abs": "/etc/passwd", "d/rel": "../../../../outside", "dangling": "nowhere/at/all", "hardsym": "/etc/passwd"} {
@@ -178,17 +179,17 @@ func TestUnpackEntryTypes(t *testing.T) {
 			t.Errorf("readlink %s = %q, %v; want %q", name, got, err, want)
 		}
 	}
-	f, h := lstat(t, filepath.Join(dir, "d/f")), lstat(t, filepath.Join(dir, "d/hard"))
+	f, h := statNoFollow(t, filepath.Join(dir, "d/f")), statNoFollow(t, filepath.Join(dir, "d/hard"))
 	if f.Ino != h.Ino || f.Nlink != 2 {
 		t.Errorf("d/hard: ino %d nlink %d; d/f ino %d", h.Ino, f.Nlink, f.Ino)
 	}
-	if st := lstat(t, filepath.Join(dir, "fifo")); st.Mode&unix.S_IFMT != unix.S_IFIFO || st.Mode&0o7777 != 0o640 {
+	if st := statNoFollow(t, filepath.Join(dir, "fifo")); st.Mode&unix.S_IFMT != unix.S_IFIFO || st.Mode&0o7777 != 0o640 {
 		t.Errorf("fifo mode %o", st.Mode)
 	}
-	if got := readFile(t, filepath.Join(dir, long)); got != "pax" {
+	if got := fileContent(t, filepath.Join(dir, long)); got != "pax" {
 		t.Errorf("PAX long name = %q", got)
 	}
-	if got := readFile(t, filepath.Join(dir, strings.Repeat("g", 150))); got != "gnu" {
+	if got := fileContent(t, filepath.Join(dir, strings.Repeat("g", 150))); got != "gnu" {
 		t.Errorf("GNU long name = %q", got)
 	}
 	if os.Geteuid() != 0 {
@@ -198,7 +199,7 @@ func TestUnpackEntryTypes(t *testing.T) {
 		return
 	}
 	for name, want := range map[string][3]uint32{"null": {unix.S_IFCHR, 1, 3}, "loop9": {unix.S_IFBLK, 7, 9}} {
-		st := lstat(t, filepath.Join(dir, name))
+		st := statNoFollow(t, filepath.Join(dir, name))
 		if st.Mode&unix.S_IFMT != want[0] || unix.Major(st.Rdev) != want[1] || unix.Minor(st.Rdev) != want[2] || st.Mode&0o7777 != 0o640 {
 			t.Errorf("%s: mode %o rdev %d:%d", name, st.Mode, unix.Major(st.Rdev), unix.Minor(st.Rdev))
 		}
@@ -209,11 +210,19 @@ func TestUnpackEntryTypes(t *testing.T) {
 }
 
 func TestUnpackMissingParents(t *testing.T) {
-	dir := mustUnpack(t, unpackTar(t, ueFile("a/b/c/f", "x"), ueSymlink("x/y/s", "t")))
-	if got := readFile(t, filepath.Join(dir, "a/b/c/f")); got != "x" {
+	deep := strings.Repeat("d/", 1500) + "f" // 1500 missing levels, then replaced whole
+	start := time.Now()
+	dir := mustUnpack(t, unpackTar(t, ueFile("a/b/c/f", "x"), ueSymlink("x/y/s", "t"), ueFile(deep, "deep"), ueFile("d", "flat")))
+	if el := time.Since(start); el > 10*time.Second {
+		t.Errorf("deep parents took %v", el)
+	}
+	if got := fileContent(t, filepath.Join(dir, "d")); got != "flat" {
+		t.Errorf("d = %q", got)
+	}
+	if got := fileContent(t, filepath.Join(dir, "a/b/c/f")); got != "x" {
 		t.Errorf("a/b/c/f = %q", got)
 	}
-	if st := lstat(t, filepath.Join(dir, "a/b")); st.Mode&0o7777 != 0o755 {
+	if st := statNoFollow(t, filepath.Join(dir, "a/b")); st.Mode&0o7777 != 0o755 {
 		t.Errorf("implicit directory mode %o, want 755", st.Mode&0o7777)
 	}
 }
@@ -238,7 +247,7 @@ func TestUnpackOwnershipAndModes(t *testing.T) {
 	t.Cleanup(func() { os.Chmod(filepath.Join(dir, "ro"), 0o755) }) // lets a non-root TempDir cleanup remove ro/f
 	modes := map[string]uint32{"sgid": 0o2775, "tmp": 0o1777, "ro": 0o555, "ro/f": 0o444, "suid": 0o4755, "sgidfile": 0o2711, "none": 0, "fifo": 0o620}
 	for name, want := range modes {
-		if got := lstat(t, filepath.Join(dir, name)).Mode & 0o7777; got != want {
+		if got := statNoFollow(t, filepath.Join(dir, name)).Mode & 0o7777; got != want {
 			t.Errorf("%s: mode %o, want %o", name, got, want)
 		}
 	}
@@ -248,7 +257,7 @@ func TestUnpackOwnershipAndModes(t *testing.T) {
 	}
 	owners := map[string][2]uint32{"sgid": {1000, 1001}, "suid": {1000, 1001}, "sgidfile": {1000, 1001}, "none": {1, 2}, "link": {1002, 1003}, "fifo": {1004, 1005}, "tmp": {0, 0}}
 	for name, want := range owners {
-		if st := lstat(t, filepath.Join(dir, name)); st.Uid != want[0] || st.Gid != want[1] {
+		if st := statNoFollow(t, filepath.Join(dir, name)); st.Uid != want[0] || st.Gid != want[1] {
 			t.Errorf("%s: owner %d:%d, want %d:%d", name, st.Uid, st.Gid, want[0], want[1])
 		}
 	}
@@ -256,7 +265,7 @@ func TestUnpackOwnershipAndModes(t *testing.T) {
 
 // userXattrs skips the test when the temporary directory's filesystem has
 // no user xattrs.
-func userXattrs(t *testing.T) {
+func requireUserXattrs(t *testing.T) {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "probe")
 	if err := os.WriteFile(p, nil, 0o644); err != nil {
@@ -267,7 +276,7 @@ func userXattrs(t *testing.T) {
 	}
 }
 
-func lgetxattr(p, name string) (string, error) {
+func xattrOf(p, name string) (string, error) {
 	buf := make([]byte, 256)
 	n, err := unix.Lgetxattr(p, name, buf)
 	if err != nil {
@@ -277,7 +286,7 @@ func lgetxattr(p, name string) (string, error) {
 }
 
 func TestUnpackXattrs(t *testing.T) {
-	userXattrs(t)
+	requireUserXattrs(t)
 	withX := func(e unpackEntry, kv ...string) unpackEntry {
 		e.hdr.PAXRecords = map[string]string{}
 		for i := 0; i < len(kv); i += 2 {
@@ -295,17 +304,17 @@ func TestUnpackXattrs(t *testing.T) {
 	var warnings []string
 	dir := mustUnpack(t, data, WithWarnings(func(err error) { warnings = append(warnings, err.Error()) }))
 	for p, kv := range map[string][2]string{"d": {"user.dir", "dv"}, "d/f": {"user.one", "1"}} {
-		if got, err := lgetxattr(filepath.Join(dir, p), kv[0]); err != nil || got != kv[1] {
+		if got, err := xattrOf(filepath.Join(dir, p), kv[0]); err != nil || got != kv[1] {
 			t.Errorf("%s %s = %q, %v; want %q", p, kv[0], got, err, kv[1])
 		}
 	}
-	if got, err := lgetxattr(filepath.Join(dir, "d/f"), "user.two"); err != nil || got != "two\x00bin" {
+	if got, err := xattrOf(filepath.Join(dir, "d/f"), "user.two"); err != nil || got != "two\x00bin" {
 		t.Errorf("binary xattr = %q, %v", got, err)
 	}
 	// Forged overlay xattrs are never set, whoever runs this.
 	for _, p := range []string{"d", "d/f", "link"} {
 		for _, x := range []string{"trusted.overlay.opaque", "trusted.overlay.redirect", "trusted.overlay.metacopy", "user.overlay.origin"} {
-			if v, err := lgetxattr(filepath.Join(dir, p), x); err == nil {
+			if v, err := xattrOf(filepath.Join(dir, p), x); err == nil {
 				t.Errorf("%s carries forged %s=%q", p, x, v)
 			}
 		}
@@ -334,19 +343,19 @@ func TestUnpackTimes(t *testing.T) {
 	data := unpackTar(t, ueDir(".", 0o711), dirEntry, fileEntry, ueSymlink("d/s", "f"), ueNode("d/p", tar.TypeFifo, 0, 0), ueFile("d/later", "y"), old)
 	dir := mustUnpack(t, data)
 	for _, p := range []string{".", "d", "d/f", "d/s", "d/p", "d/later"} {
-		st := lstat(t, filepath.Join(dir, p))
+		st := statNoFollow(t, filepath.Join(dir, p))
 		if got := time.Unix(st.Mtim.Unix()); !got.Equal(unpackMtime) {
 			t.Errorf("%s: mtime %v, want %v", p, got, unpackMtime)
 		}
 	}
-	st := lstat(t, filepath.Join(dir, "d/f"))
+	st := statNoFollow(t, filepath.Join(dir, "d/f"))
 	if got := time.Unix(st.Atim.Unix()); !got.Equal(at) {
 		t.Errorf("d/f: atime %v, want %v", got, at)
 	}
-	if got := lstat(t, dir).Mode & 0o7777; got != 0o711 {
+	if got := statNoFollow(t, dir).Mode & 0o7777; got != 0o711 {
 		t.Errorf("root mode %o, want 711", got)
 	}
-	if got := lstat(t, filepath.Join(dir, "old")).Mtim.Sec; got != 0 {
+	if got := statNoFollow(t, filepath.Join(dir, "old")).Mtim.Sec; got != 0 {
 		t.Errorf("pre-epoch mtime became %d, want 0", got)
 	}
 }
@@ -371,7 +380,7 @@ func TestUnpackWhiteouts(t *testing.T) {
 				}
 				continue
 			}
-			st := lstat(t, filepath.Join(dir, p))
+			st := statNoFollow(t, filepath.Join(dir, p))
 			if st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != 0 {
 				t.Errorf("%s: mode %o rdev %d, want a 0/0 char device", p, st.Mode, st.Rdev)
 			}
@@ -385,21 +394,21 @@ func TestUnpackWhiteouts(t *testing.T) {
 		if os.Geteuid() != 0 {
 			x = overlayUserOpaqueXattr
 		}
-		if v, err := lgetxattr(filepath.Join(dir, "d"), x); err != nil || v != "y" {
+		if v, err := xattrOf(filepath.Join(dir, "d"), x); err != nil || v != "y" {
 			t.Errorf("d %s = %q, %v; want y", x, v, err)
 		}
-		if got := readFile(t, filepath.Join(dir, "d/kept")); got != "k" {
+		if got := fileContent(t, filepath.Join(dir, "d/kept")); got != "k" {
 			t.Errorf("d/kept = %q", got)
 		}
 	})
 	t.Run("plain", func(t *testing.T) {
 		dir := mustUnpack(t, data, WithOverlayWhiteouts(false))
 		for _, p := range []string{"d/.wh..wh..opq", "d/.wh.gone", ".wh.top", "new/.wh.implicit", ".wh..wh.plnk"} {
-			if st := lstat(t, filepath.Join(dir, p)); st.Mode&unix.S_IFMT != unix.S_IFREG {
+			if st := statNoFollow(t, filepath.Join(dir, p)); st.Mode&unix.S_IFMT != unix.S_IFREG {
 				t.Errorf("%s: mode %o, want a plain file", p, st.Mode)
 			}
 		}
-		if _, err := lgetxattr(filepath.Join(dir, "d"), overlayOpaqueXattr); err == nil {
+		if _, err := xattrOf(filepath.Join(dir, "d"), overlayOpaqueXattr); err == nil {
 			t.Error("opaque xattr set with overlay whiteouts off")
 		}
 	})
@@ -412,33 +421,33 @@ func TestUnpackReplace(t *testing.T) {
 		check   func(t *testing.T, dir string)
 	}{
 		{"file over dir", []unpackEntry{ueDir("a", 0o755), ueFile("a/child", "c"), ueFile("a", "file")}, func(t *testing.T, dir string) {
-			if got := readFile(t, filepath.Join(dir, "a")); got != "file" {
+			if got := fileContent(t, filepath.Join(dir, "a")); got != "file" {
 				t.Errorf("a = %q", got)
 			}
 		}},
 		{"dir over file", []unpackEntry{ueFile("a", "file"), ueDir("a", 0o700), ueFile("a/child", "c")}, func(t *testing.T, dir string) {
-			if st := lstat(t, filepath.Join(dir, "a")); st.Mode&unix.S_IFMT != unix.S_IFDIR || st.Mode&0o777 != 0o700 {
+			if st := statNoFollow(t, filepath.Join(dir, "a")); st.Mode&unix.S_IFMT != unix.S_IFDIR || st.Mode&0o777 != 0o700 {
 				t.Errorf("a mode %o", st.Mode)
 			}
 		}},
 		{"duplicate file", []unpackEntry{ueFile("a", "first, longer"), ueFile("a", "second")}, func(t *testing.T, dir string) {
-			if got := readFile(t, filepath.Join(dir, "a")); got != "second" {
+			if got := fileContent(t, filepath.Join(dir, "a")); got != "second" {
 				t.Errorf("a = %q", got)
 			}
 		}},
 		{"dir over dir keeps children", []unpackEntry{ueDir("a", 0o755), ueFile("a/child", "c"), ueDir("a", 0o750)}, func(t *testing.T, dir string) {
-			if got := readFile(t, filepath.Join(dir, "a/child")); got != "c" {
+			if got := fileContent(t, filepath.Join(dir, "a/child")); got != "c" {
 				t.Errorf("a/child = %q", got)
 			}
-			if got := lstat(t, filepath.Join(dir, "a")).Mode & 0o777; got != 0o750 {
+			if got := statNoFollow(t, filepath.Join(dir, "a")).Mode & 0o777; got != 0o750 {
 				t.Errorf("a mode %o, want the last entry's 750", got)
 			}
 		}},
 		{"file over symlink", []unpackEntry{ueFile("t", "target"), ueSymlink("a", "t"), ueFile("a", "new")}, func(t *testing.T, dir string) {
-			if got := readFile(t, filepath.Join(dir, "t")); got != "target" {
+			if got := fileContent(t, filepath.Join(dir, "t")); got != "target" {
 				t.Errorf("the symlink's target was written through: t = %q", got)
 			}
-			if st := lstat(t, filepath.Join(dir, "a")); st.Mode&unix.S_IFMT != unix.S_IFREG {
+			if st := statNoFollow(t, filepath.Join(dir, "a")); st.Mode&unix.S_IFMT != unix.S_IFREG {
 				t.Errorf("a is not a file: %o", st.Mode)
 			}
 		}},
@@ -448,7 +457,7 @@ func TestUnpackReplace(t *testing.T) {
 			}
 		}},
 		{"dir over symlink to dir", []unpackEntry{ueDir("real", 0o755), ueSymlink("a", "real"), ueDir("a", 0o700), ueFile("a/f", "x")}, func(t *testing.T, dir string) {
-			if st := lstat(t, filepath.Join(dir, "a")); st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			if st := statNoFollow(t, filepath.Join(dir, "a")); st.Mode&unix.S_IFMT != unix.S_IFDIR {
 				t.Errorf("a is not a directory: %o", st.Mode)
 			}
 			if _, err := os.Lstat(filepath.Join(dir, "real/f")); err == nil {
@@ -456,22 +465,22 @@ func TestUnpackReplace(t *testing.T) {
 			}
 		}},
 		{"hardlink to itself", []unpackEntry{ueFile("a", "keep"), ueLink("a", "a")}, func(t *testing.T, dir string) {
-			if got := readFile(t, filepath.Join(dir, "a")); got != "keep" {
+			if got := fileContent(t, filepath.Join(dir, "a")); got != "keep" {
 				t.Errorf("a = %q", got)
 			}
 		}},
 		{"hardlink over file", []unpackEntry{ueFile("a", "a"), ueFile("b", "b"), ueLink("b", "a")}, func(t *testing.T, dir string) {
-			if got := readFile(t, filepath.Join(dir, "b")); got != "a" {
+			if got := fileContent(t, filepath.Join(dir, "b")); got != "a" {
 				t.Errorf("b = %q", got)
 			}
 		}},
 		{"whiteout over file", []unpackEntry{ueFile("a", "a"), ueFile(".wh.a", "")}, func(t *testing.T, dir string) {
-			if st := lstat(t, filepath.Join(dir, "a")); st.Mode&unix.S_IFMT != unix.S_IFCHR {
+			if st := statNoFollow(t, filepath.Join(dir, "a")); st.Mode&unix.S_IFMT != unix.S_IFCHR {
 				t.Errorf("a is not a whiteout: %o", st.Mode)
 			}
 		}},
 		{"fifo over dir", []unpackEntry{ueDir("a/b", 0o755), ueNode("a", tar.TypeFifo, 0, 0)}, func(t *testing.T, dir string) {
-			if st := lstat(t, filepath.Join(dir, "a")); st.Mode&unix.S_IFMT != unix.S_IFIFO {
+			if st := statNoFollow(t, filepath.Join(dir, "a")); st.Mode&unix.S_IFMT != unix.S_IFIFO {
 				t.Errorf("a is not a fifo: %o", st.Mode)
 			}
 		}},
@@ -504,7 +513,7 @@ func TestUnpackCompression(t *testing.T) {
 				if len(progress) == 0 || progress[len(progress)-1] != n {
 					t.Errorf("progress %v does not end at %d", progress, n)
 				}
-				if got := readFile(t, filepath.Join(dir, "d/f")); got != strings.Repeat("data ", 10000) {
+				if got := fileContent(t, filepath.Join(dir, "d/f")); got != strings.Repeat("data ", 10000) {
 					t.Errorf("d/f has %d bytes", len(got))
 				}
 			})
@@ -672,7 +681,7 @@ func TestUnpackSparse(t *testing.T) {
 		if got, _ := os.ReadFile(p); !bytes.Equal(got, want) {
 			t.Errorf("%s: content differs (%d bytes)", name, len(got))
 		}
-		if st := lstat(t, p); st.Blocks*512 >= st.Size/2 {
+		if st := statNoFollow(t, p); st.Blocks*512 >= st.Size/2 {
 			t.Errorf("%s: %d bytes allocated for %d: zeros not left as holes", name, st.Blocks*512, st.Size)
 		}
 	}
@@ -700,14 +709,14 @@ func TestUnpackCancel(t *testing.T) {
 	}
 }
 
-type failingReader struct{ r io.Reader }
+type brokenSource struct{ r io.Reader }
 
-var errNetwork = errors.New("connection reset")
+var errSourceBroken = errors.New("connection reset")
 
-func (f *failingReader) Read(p []byte) (int, error) {
+func (f *brokenSource) Read(p []byte) (int, error) {
 	n, err := f.r.Read(p)
 	if err == io.EOF {
-		return n, errNetwork
+		return n, errSourceBroken
 	}
 	return n, err
 }
@@ -716,8 +725,8 @@ func TestUnpackSourceError(t *testing.T) {
 	data := unpackGzip(t, unpackTar(t, ueFile("f", strings.Repeat("x", 100000))))
 	dir := filepath.Join(t.TempDir(), "layer")
 	os.Mkdir(dir, 0o755)
-	_, _, err := Unpack(context.Background(), dir, &failingReader{bytes.NewReader(data[:len(data)/2])})
-	if !errors.Is(err, errNetwork) || errors.Is(err, errdefs.ErrInvalidArgument) {
+	_, _, err := Unpack(context.Background(), dir, &brokenSource{bytes.NewReader(data[:len(data)/2])})
+	if !errors.Is(err, errSourceBroken) || errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("err = %v; want the reader's error, not invalid input", err)
 	}
 }
@@ -765,7 +774,7 @@ func TestUnpackGNUTar(t *testing.T) {
 			data, _ := os.ReadFile(archive)
 			dir := mustUnpack(t, data)
 			for name, want := range files {
-				if got := readFile(t, filepath.Join(dir, name)); got != want {
+				if got := fileContent(t, filepath.Join(dir, name)); got != want {
 					t.Errorf("%s: %d bytes, want %d", name, len(got), len(want))
 				}
 			}
@@ -777,7 +786,7 @@ func TestUnpackGNUTar(t *testing.T) {
 			if l, _ := os.Readlink(filepath.Join(dir, "b/s")); l != "../a/f" {
 				t.Errorf("b/s -> %q", l)
 			}
-			if lstat(t, filepath.Join(dir, "b/hard")).Ino != lstat(t, filepath.Join(dir, "a/f")).Ino {
+			if statNoFollow(t, filepath.Join(dir, "b/hard")).Ino != statNoFollow(t, filepath.Join(dir, "a/f")).Ino {
 				t.Error("b/hard is not a hardlink of a/f")
 			}
 		})
@@ -787,7 +796,48 @@ func TestUnpackGNUTar(t *testing.T) {
 func TestUnpackDevicesAsRoot(t *testing.T) {
 	testutil.RequiresRoot(t)
 	dir := mustUnpack(t, unpackTar(t, ueNode("dev/zero", tar.TypeChar, 1, 5), ueNode("dev/sda", tar.TypeBlock, 8, 0)))
-	if st := lstat(t, filepath.Join(dir, "dev/zero")); st.Rdev != unix.Mkdev(1, 5) {
+	if st := statNoFollow(t, filepath.Join(dir, "dev/zero")); st.Rdev != unix.Mkdev(1, 5) {
 		t.Errorf("dev/zero rdev %d", st.Rdev)
+	}
+}
+
+// endlessReader serves a prefix, then zeros forever, and records a Read
+// made after the test marked Unpack returned.
+type endlessReader struct {
+	prefix    *bytes.Reader
+	returned  atomic.Bool
+	lateReads atomic.Int64
+}
+
+func (e *endlessReader) Read(p []byte) (int, error) {
+	if e.returned.Load() {
+		e.lateReads.Add(1)
+	}
+	if e.prefix.Len() > 0 {
+		return e.prefix.Read(p)
+	}
+	clear(p)
+	return len(p), nil
+}
+
+func TestUnpackStopsReading(t *testing.T) {
+	for name, prefix := range map[string][]byte{
+		"hostile first entry": unpackTar(t, ueFile("../evil", "x"))[:1024],
+		"endless file":        unpackTar(t, ueFile("f", strings.Repeat("x", 1<<20)))[:1024],
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := &endlessReader{prefix: bytes.NewReader(prefix)}
+			dir := filepath.Join(t.TempDir(), "layer")
+			os.Mkdir(dir, 0o755)
+			_, _, err := Unpack(context.Background(), dir, r, WithMaxSize(64<<20))
+			r.returned.Store(true)
+			if err == nil {
+				t.Fatal("Unpack of an endless stream succeeded")
+			}
+			time.Sleep(20 * time.Millisecond)
+			if n := r.lateReads.Load(); n != 0 {
+				t.Fatalf("%d reads of the source after Unpack returned", n)
+			}
+		})
 	}
 }
