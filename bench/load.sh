@@ -10,10 +10,20 @@
 #   RUNS      timed runs per tool and image (default 5, at least 3)
 #   WARMUP    untimed runs before them (default 1)
 #   LAYER_MIB size of each of the 5 layers (default 60)
-#   LOAD_MAX  wait until the 1-minute load average is at most this before
-#             measuring (default: half the CPUs) ...
+#   BUSY_MAX  wait until the CPUs are at most this % busy (user, system,
+#             irq, steal; over 3 s of /proc/stat) before measuring
+#             (default 20). Not the load average: on this Firecracker VM
+#             it stays at 1.5-2.5 with the CPUs idle.
 #   WAIT_S    ... for at most this many seconds, then measure anyway and say
 #             so (default 300)
+#   PREWARM_MIB  before every timed run, write and delete this many MiB
+#             of page cache (default 0: off). On a VM whose host takes back
+#             the guest's free memory within seconds (Firecracker's balloon
+#             here), the first write to such a page faults on the host:
+#             600 MiB of page-cache writes take 0.13 s into memory freed
+#             just now and 0.4 s into memory freed 5 s ago. Both loads write
+#             ~600 MiB; with PREWARM_MIB=1024 they write into warm memory,
+#             as on bare metal.
 #   BERTH     berth binary (default bin/berth of this checkout)
 #   DOCKER    docker client (default `docker` on PATH)
 #
@@ -26,7 +36,7 @@
 #
 # Each tool loads each archive RUNS times, interleaved (berth, docker,
 # berth, docker ...), the archive warm in the page cache, after a `sync` so
-# one run's writeback does not land in the next. berth loads into a fresh
+# one run's writeback does not land in the next (and PREWARM_MIB, below). berth loads into a fresh
 # --root every time; docker's image is removed after every run (docker rmi)
 # and the script checks dockerd's layer store (overlay2/, layerdb) is empty
 # before each load, so every docker load really unpacks.
@@ -66,8 +76,9 @@ repo=$(dirname "$here")
 RUNS=${RUNS:-5}
 WARMUP=${WARMUP:-1}
 LAYER_MIB=${LAYER_MIB:-60}
-LOAD_MAX=${LOAD_MAX:-$(awk -v n="$(nproc)" 'BEGIN { print n / 2 }')}
+BUSY_MAX=${BUSY_MAX:-20}
 WAIT_S=${WAIT_S:-300}
+PREWARM_MIB=${PREWARM_MIB:-0}
 BERTH=${BERTH:-$repo/bin/berth}
 DOCKER=${DOCKER:-docker}
 GOAL=2.5
@@ -228,6 +239,14 @@ docker_clean() {
 		[ -z "$(ls -A "$data/image/$driver/layerdb/sha256" 2>/dev/null)" ]
 }
 now() { date +%s%N; }
+# settle: what runs untimed before every timed load.
+settle() {
+	if [ "$PREWARM_MIB" -gt 0 ]; then
+		dd if=/dev/zero of="$tmp/prewarm" bs=1M count="$PREWARM_MIB" status=none
+		rm -f "$tmp/prewarm"
+	fi
+	sync
+}
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", (b - a) / 1e9 }'; }
 
 # berth_run NAME ARCHIVE TAG: one load into a fresh root; appends the wall
@@ -236,7 +255,7 @@ n=0
 berth_run() {
 	local root=$tmp/berth/$n t0 t1
 	n=$((n + 1))
-	sync
+	settle
 	t0=$(now)
 	/usr/bin/time -o "$out/time" -f %M "$BERTH" --root "$root" load -q -i "$2" >>"$out/berth.log" 2>&1 ||
 		{ tail -n 5 "$out/berth.log" >&2; die "berth load -i $2 failed"; }
@@ -250,7 +269,7 @@ berth_run() {
 docker_run() {
 	local t0 t1
 	docker_clean || die "dockerd's layer store is not empty before a load: $(ls "$data/$driver")"
-	sync
+	settle
 	t0=$(now)
 	"$DOCKER" load -q -i "$2" >>"$out/docker.log" 2>&1 ||
 		{ tail -n 5 "$out/docker.log" >&2; die "docker load -i $2 failed"; }
@@ -306,16 +325,26 @@ docker_rss() {
 # --- measure --------------------------------------------------------------
 cat "$tmp/load-5.tar" "$tmp/load-1.tar" >/dev/null # warm in the page cache
 sync
+# busy: how busy the CPUs were over 3 s, in %, from /proc/stat.
+busy() {
+	local a b
+	a=$(head -n 1 /proc/stat)
+	sleep 3
+	b=$(head -n 1 /proc/stat)
+	printf '%s\n%s\n' "$a" "$b" | awk '{ idle[NR] = $5 + $6; tot[NR] = 0; for (i = 2; i <= 9 && i <= NF; i++) tot[NR] += $i }
+		END { d = tot[2] - tot[1]; printf "%.0f", (d > 0 ? 100 * (d - (idle[2] - idle[1])) / d : 0) }'
+}
 waited=0
-while awk -v m="$LOAD_MAX" '{ exit !($1 > m) }' /proc/loadavg; do
+while b=$(busy) && [ "$b" -gt "$BUSY_MAX" ]; do
 	if [ "$waited" -ge "$WAIT_S" ]; then
-		note "load average still $(cut -d' ' -f1-3 /proc/loadavg) after ${WAIT_S}s: measuring anyway"
+		note "CPUs still $b% busy after ${WAIT_S}s: measuring anyway"
 		break
 	fi
-	[ "$waited" = 0 ] && note "load average $(cut -d' ' -f1-3 /proc/loadavg) > $LOAD_MAX: waiting (up to ${WAIT_S}s)"
-	sleep 10
+	[ "$waited" = 0 ] && note "CPUs $b% busy (> $BUSY_MAX%): waiting up to ${WAIT_S}s"
+	sleep 7
 	waited=$((waited + 10))
 done
+busy_before=$b
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 note "warmup: $WARMUP run(s) of each"
@@ -353,8 +382,10 @@ row() { # row LABEL NAME RSS-MiB
 }
 berth_version=$("$BERTH" version 2>/dev/null | sed -n 's/^ *Version: *//p' | head -n 1)
 echo
-echo "load of a docker-archive, $((5 * LAYER_MIB)) MiB of random files: $RUNS runs each (+$WARMUP warmup), interleaved, archive in page cache"
-echo "  berth ${berth_version:-?}; dockerd $docker_version ($driver); $(uname -r), $(nproc) CPUs; load average $load_before before, $load_after after"
+prewarm=
+[ "$PREWARM_MIB" -gt 0 ] && prewarm=", $PREWARM_MIB MiB of page cache written and freed before each run"
+echo "load of a docker-archive, $((5 * LAYER_MIB)) MiB of random files: $RUNS runs each (+$WARMUP warmup), interleaved, archive in page cache$prewarm"
+echo "  berth ${berth_version:-?}; dockerd $docker_version ($driver); $(uname -r), $(nproc) CPUs; CPUs $busy_before% busy before; load average $load_before before, $load_after after"
 echo "  bench/load:5  5 layers, archive $(mibs $((size5 / 1024))) MiB"
 echo "  bench/load:1  1 layer,  archive $(mibs $((size1 / 1024))) MiB"
 echo

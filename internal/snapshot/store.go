@@ -388,7 +388,7 @@ func (s *Store) readLink(chainID digest.Digest) (string, error) {
 // layers/ only when whole. The parent must be in the store
 // (errdefs.ErrNotFound). Concurrent Applys of one layer, in one process or
 // several, unpack it once.
-func (s *Store) Apply(ctx context.Context, parent, diffID digest.Digest, r io.Reader) (digest.Digest, error) {
+func (s *Store) Apply(ctx context.Context, parent, diffID digest.Digest, r io.Reader, opts ...UnpackOpt) (digest.Digest, error) {
 	if err := checkDigest("diffID", diffID); err != nil {
 		return "", fmt.Errorf("apply layer: %w", err)
 	}
@@ -430,7 +430,7 @@ func (s *Store) Apply(ctx context.Context, parent, diffID digest.Digest, r io.Re
 		}
 	}()
 
-	if err := s.unpackLayer(ctx, tmp, parent, diffID, chainID, r); err != nil {
+	if err := s.unpackLayer(ctx, tmp, parent, diffID, chainID, r, opts); err != nil {
 		return "", fmt.Errorf("apply layer %s: %w", diffID, err)
 	}
 
@@ -464,7 +464,7 @@ func (s *Store) Apply(ctx context.Context, parent, diffID digest.Digest, r io.Re
 }
 
 // unpackLayer fills tmp with diff/, meta.json and link, and syncs them.
-func (s *Store) unpackLayer(ctx context.Context, tmp string, parent, diffID, chainID digest.Digest, r io.Reader) error {
+func (s *Store) unpackLayer(ctx context.Context, tmp string, parent, diffID, chainID digest.Digest, r io.Reader, opts []UnpackOpt) error {
 	diff := filepath.Join(tmp, diffDir)
 	if err := os.Mkdir(diff, 0o755); err != nil {
 		return err
@@ -478,7 +478,7 @@ func (s *Store) unpackLayer(ctx context.Context, tmp string, parent, diffID, cha
 	if s.driver == DriverCopy {
 		whiteouts = whiteoutsAUFS
 	}
-	got, n, err := Unpack(ctx, diff, r, WithOverlayWhiteouts(whiteouts == whiteoutsOverlay))
+	got, n, err := Unpack(ctx, diff, r, append(opts, WithOverlayWhiteouts(whiteouts == whiteoutsOverlay))...)
 	if err != nil {
 		return err
 	}

@@ -50,7 +50,14 @@ type unpackConfig struct {
 	sync       bool
 	progress   func(int64)
 	warn       func(error)
+	trusted    digest.Digest
 }
+
+// WithTrustedDigest tells Unpack the digest of its raw input, already
+// verified by the caller (a blob read back from the content store). When
+// the input is not compressed that digest is the diffID, and Unpack skips
+// hashing the stream a second time; compressed input is hashed as usual.
+func WithTrustedDigest(d digest.Digest) UnpackOpt { return func(c *unpackConfig) { c.trusted = d } }
 
 // WithMaxSize bounds the uncompressed bytes of the layer (default
 // DefaultMaxSize). The same bound applies to the sum of the sizes file
@@ -206,6 +213,9 @@ func Unpack(ctx context.Context, dir string, r io.Reader, opts ...UnpackOpt) (di
 	}
 	if cfg.progress != nil {
 		cfg.progress(s.n)
+	}
+	if s.hash == nil {
+		return cfg.trusted, s.n, nil
 	}
 	return digest.NewDigestFromBytes(digest.SHA256, s.hash.Sum(nil)), s.n, nil
 }
