@@ -37,6 +37,8 @@ bench: build
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzCompile -fuzztime=30s ./internal/runtime/seccomp/
 	$(GO) test -run='^$$' -fuzz=FuzzParseSpec -fuzztime=30s ./internal/runtime/
+	$(GO) test -run='^$$' -fuzz=FuzzUnpack -fuzztime=30s ./internal/snapshot/
+	$(GO) test -run='^$$' -fuzz=FuzzParseRef -fuzztime=30s ./internal/image/
 
 clean:
 	rm -rf bin
