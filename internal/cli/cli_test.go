@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 )
@@ -34,6 +35,8 @@ func TestVersion(t *testing.T) {
 
 func TestInfo(t *testing.T) {
 	t.Setenv("BERTH_RUNTIME_ROOT", t.TempDir())
+	root := t.TempDir()
+	t.Setenv("BERTH_ROOT", root)
 	out, err := run(t, "info", "--format", "json")
 	if err != nil {
 		t.Fatal(err)
@@ -41,6 +44,12 @@ func TestInfo(t *testing.T) {
 	var info systemInfo
 	if err := json.Unmarshal([]byte(out), &info); err != nil {
 		t.Fatalf("info json: %v\n%s", err, out)
+	}
+	if info.DockerRootDir != root {
+		t.Errorf("info root dir %q, want %q", info.DockerRootDir, root)
+	}
+	if entries, _ := os.ReadDir(root); len(entries) != 0 {
+		t.Errorf("info created %d entries under --root", len(entries))
 	}
 	if info.KernelVersion == "" || info.CgroupDriver != "cgroupfs" || (info.CgroupVersion != "1" && info.CgroupVersion != "2") || info.NCPU < 1 || info.MemTotal <= 0 || info.OSType != "linux" {
 		t.Errorf("info: %+v", info)

@@ -106,6 +106,9 @@ func TestImageVerbs(t *testing.T) {
 	if out := must("history", "busybox:test"); !strings.Contains(out, "from busybox-static") {
 		t.Errorf("history:\n%s", out)
 	}
+	if out := must("info", "--format", "{{.Images}}"); strings.TrimSpace(out) != "1" {
+		t.Errorf("info Images: %q", out)
+	}
 	if out := must("system", "df"); !strings.Contains(out, "Images          1") {
 		t.Errorf("system df:\n%s", out)
 	}

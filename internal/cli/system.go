@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"path/filepath"
 	goruntime "runtime"
 	"strings"
 	"text/template"
@@ -13,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/cgroups"
+	"github.com/berth-dev/berth/internal/image"
 	"github.com/berth-dev/berth/internal/runtime"
 	"github.com/berth-dev/berth/internal/version"
 )
@@ -125,7 +127,7 @@ func gatherInfo() (*systemInfo, error) {
 		OSType: "linux", Architecture: unameField(func(u *unix.Utsname) []byte { return u.Machine[:] }),
 		KernelVersion: unameField(func(u *unix.Utsname) []byte { return u.Release[:] }),
 		NCPU:          goruntime.NumCPU(), OperatingSystem: osRelease(),
-		DockerRootDir:   envOr("BERTH_ROOT", "/var/lib/berth"),
+		DockerRootDir:   engineRoot,
 		RuntimeRoot:     envOr("BERTH_RUNTIME_ROOT", runtime.DefaultRoot),
 		DefaultRuntime:  "berth",
 		SecurityOptions: []string{"name=seccomp,profile=builtin"},
@@ -139,6 +141,19 @@ func gatherInfo() (*systemInfo, error) {
 	var si unix.Sysinfo_t
 	if unix.Sysinfo(&si) == nil {
 		info.MemTotal = int64(si.Totalram) * int64(si.Unit)
+	}
+	// Images are counted only where a store exists: info never creates one.
+	if _, err := os.Stat(filepath.Join(engineRoot, "metadata.db")); err == nil {
+		if s, err := image.New(engineRoot); err == nil {
+			if imgs, err := s.List(); err == nil {
+				info.Images = len(imgs)
+			}
+		}
+	}
+	if d, err := os.ReadFile(filepath.Join(engineRoot, "snapshots", "driver")); err == nil {
+		if f := strings.Fields(string(d)); len(f) > 0 && f[0] == "copy" {
+			info.Driver = "vfs"
+		}
 	}
 	if r, err := runtime.New(info.RuntimeRoot); err == nil {
 		states, _ := r.List()
