@@ -31,3 +31,16 @@ sed -i -e 's|"resources": {|"resources": {"memory": {"limit": 67108864}, "pids":
 	-e 's|^\(\s*\)"sh"$|\1"sh", "/cmd.sh"|' config.json
 echo "\$ berth runtime run demo"
 "$BERTH" runtime --root "$work/state" run demo
+
+# The image side: the same rootfs becomes an image, is listed, saved as a
+# docker-archive (what `docker load` reads) and removed again.
+echo
+cd "$work"
+tar -C bundle/rootfs -cf rootfs.tar .
+echo "\$ berth import rootfs.tar demo/busybox:1"
+"$BERTH" --root "$work/root" import -m "demo rootfs" --change 'CMD ["sh"]' rootfs.tar demo/busybox:1
+echo "\$ berth images"
+"$BERTH" --root "$work/root" images
+echo "\$ berth save -o demo.tar demo/busybox:1 && berth rmi demo/busybox:1"
+"$BERTH" --root "$work/root" save -o demo.tar demo/busybox:1
+"$BERTH" --root "$work/root" rmi demo/busybox:1
