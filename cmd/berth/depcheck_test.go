@@ -15,6 +15,7 @@ const module = "github.com/berth-dev/berth/"
 // of images or containers, the engine never imports its faces (cli, api).
 var forbidden = map[string][]string{
 	"internal/errdefs":  {"internal/"},
+	"internal/mount":    {"internal/"},
 	"internal/cgroups":  {"internal/runtime", "internal/cli", "internal/image", "internal/content", "internal/snapshot", "internal/container", "internal/network"},
 	"internal/runtime":  {"internal/cli", "internal/api", "internal/image", "internal/content", "internal/snapshot", "internal/container", "internal/network", "internal/volume", "internal/registry", "internal/build", "internal/stack"},
 	"internal/image":    {"internal/container", "internal/runtime", "internal/cli", "internal/api"},

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/mount"
 )
 
 // Mount is a serialised mount(2), containerd's lingua franca: what to
@@ -22,47 +23,6 @@ type Mount struct {
 	Type    string
 	Source  string
 	Options []string
-}
-
-// mountFlag is an option that is a mount(2) flag rather than data.
-type mountFlag struct {
-	clear bool
-	flag  uintptr
-}
-
-var mountFlags = map[string]mountFlag{
-	"ro":          {false, unix.MS_RDONLY},
-	"rw":          {true, unix.MS_RDONLY},
-	"bind":        {false, unix.MS_BIND},
-	"rbind":       {false, unix.MS_BIND | unix.MS_REC},
-	"nosuid":      {false, unix.MS_NOSUID},
-	"suid":        {true, unix.MS_NOSUID},
-	"nodev":       {false, unix.MS_NODEV},
-	"dev":         {true, unix.MS_NODEV},
-	"noexec":      {false, unix.MS_NOEXEC},
-	"exec":        {true, unix.MS_NOEXEC},
-	"sync":        {false, unix.MS_SYNCHRONOUS},
-	"async":       {true, unix.MS_SYNCHRONOUS},
-	"dirsync":     {false, unix.MS_DIRSYNC},
-	"noatime":     {false, unix.MS_NOATIME},
-	"atime":       {true, unix.MS_NOATIME},
-	"nodiratime":  {false, unix.MS_NODIRATIME},
-	"diratime":    {true, unix.MS_NODIRATIME},
-	"relatime":    {false, unix.MS_RELATIME},
-	"norelatime":  {true, unix.MS_RELATIME},
-	"strictatime": {false, unix.MS_STRICTATIME},
-	"remount":     {false, unix.MS_REMOUNT},
-}
-
-var propagationFlags = map[string]uintptr{
-	"private":     unix.MS_PRIVATE,
-	"rprivate":    unix.MS_PRIVATE | unix.MS_REC,
-	"slave":       unix.MS_SLAVE,
-	"rslave":      unix.MS_SLAVE | unix.MS_REC,
-	"shared":      unix.MS_SHARED,
-	"rshared":     unix.MS_SHARED | unix.MS_REC,
-	"unbindable":  unix.MS_UNBINDABLE,
-	"runbindable": unix.MS_UNBINDABLE | unix.MS_REC,
 }
 
 // mountCall is one Mount turned into the arguments of mount(2).
@@ -86,22 +46,15 @@ func maxMountData() int { return os.Getpagesize() - 1 }
 // errdefs.ErrInvalidArgument.
 func planMount(m Mount) (mountCall, error) {
 	c := mountCall{fstype: m.Type}
-	var data []string
-	for _, o := range m.Options {
-		if f, ok := mountFlags[o]; ok {
-			if f.clear {
-				c.flags &^= f.flag
-			} else {
-				c.flags |= f.flag
-			}
-			continue
-		}
-		if p, ok := propagationFlags[o]; ok {
-			c.propagation = append(c.propagation, p)
-			continue
-		}
-		data = append(data, o)
+	p := mount.Parse(m.Options)
+	c.flags, c.propagation = p.Flags, p.Propagation
+	if p.Bind {
+		c.flags |= unix.MS_BIND
 	}
+	if p.Recursive {
+		c.flags |= unix.MS_REC
+	}
+	data := p.Data
 	if m.Type == "bind" || m.Type == "rbind" {
 		c.fstype = ""
 		c.flags |= unix.MS_BIND
