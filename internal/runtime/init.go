@@ -66,6 +66,13 @@ func runInit(sock *os.File, enc *json.Encoder) error {
 		if err := prepareRoot(cfg.Rootfs, spec.Linux.RootfsPropagation); err != nil {
 			return err
 		}
+		ms, err := rootfsMounts(spec)
+		if err != nil {
+			return err
+		}
+		if err := mountRootfs(ms, cfg.Rootfs); err != nil {
+			return err
+		}
 		if err := mountAll(spec, cfg.Rootfs, cfg.CgroupPaths); err != nil {
 			return err
 		}

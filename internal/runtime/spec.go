@@ -154,6 +154,9 @@ func Validate(spec *specs.Spec, bundle string) error {
 			return err
 		}
 	}
+	if _, err := rootfsMounts(spec); err != nil {
+		return err
+	}
 	return nil
 }
 
