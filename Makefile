@@ -1,4 +1,6 @@
 # berth: build, test, demo. Everything runs as root (containers need it).
+# Go from scripts/setup.sh when the PATH (e.g. sudo's secure_path) lacks it.
+export PATH := $(PATH):/usr/local/go/bin
 GO      ?= go
 BIN     := bin/berth
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
