@@ -310,7 +310,7 @@ func testLifecycle(t *testing.T, m Manager, r *specs.LinuxResources, want map[st
 	}
 }
 
-func testPidsLimit(t *testing.T, m Manager) {
+func checkPidsLimit(t *testing.T, m Manager) {
 	if err := m.Apply(0); err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +331,7 @@ func testPidsLimit(t *testing.T, m Manager) {
 	}
 }
 
-func testOOM(t *testing.T, m Manager) {
+func checkOOM(t *testing.T, m Manager) {
 	if err := m.Apply(0); err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +358,7 @@ func testOOM(t *testing.T, m Manager) {
 	t.Logf("memory stats after the OOM kill: %+v", s.Memory)
 }
 
-func testDevices(t *testing.T, m Manager) {
+func checkDevices(t *testing.T, m Manager) {
 	if err := m.Apply(0); err != nil {
 		t.Fatal(err)
 	}
@@ -471,14 +471,14 @@ func TestV1Update(t *testing.T) {
 func TestV1PidsLimit(t *testing.T) {
 	requiresV1(t)
 	t.Parallel()
-	testPidsLimit(t, testManager(t, newV1Host))
+	checkPidsLimit(t, testManager(t, newV1Host))
 }
 
 func TestV1OOM(t *testing.T) {
 	requiresV1(t)
 	t.Parallel()
 	m := testManager(t, newV1Host)
-	testOOM(t, m)
+	checkOOM(t, m)
 	oc, err := readKeyed(m.Path("memory"), "memory.oom_control")
 	if err != nil || oc["oom_kill"] < 1 {
 		t.Errorf("memory.oom_control = %v, %v", oc, err)
@@ -489,7 +489,7 @@ func TestV1Devices(t *testing.T) {
 	requiresV1(t)
 	t.Parallel()
 	m := testManager(t, newV1Host)
-	testDevices(t, m)
+	checkDevices(t, m)
 	readBack(t, m, map[string]string{"devices/devices.list": "c 1:3 rwm"})
 }
 
@@ -558,19 +558,19 @@ func TestV2Lifecycle(t *testing.T) {
 func TestV2PidsLimit(t *testing.T) {
 	requiresV2(t)
 	t.Parallel()
-	testPidsLimit(t, testManager(t, func(p string) (Manager, error) { return NewV2(DefaultRoot, p) }))
+	checkPidsLimit(t, testManager(t, func(p string) (Manager, error) { return NewV2(DefaultRoot, p) }))
 }
 
 func TestV2OOM(t *testing.T) {
 	requiresV2(t)
 	t.Parallel()
-	testOOM(t, testManager(t, func(p string) (Manager, error) { return NewV2(DefaultRoot, p) }))
+	checkOOM(t, testManager(t, func(p string) (Manager, error) { return NewV2(DefaultRoot, p) }))
 }
 
 func TestV2Devices(t *testing.T) {
 	requiresV2(t)
 	t.Parallel()
-	testDevices(t, testManager(t, func(p string) (Manager, error) { return NewV2(DefaultRoot, p) }))
+	checkDevices(t, testManager(t, func(p string) (Manager, error) { return NewV2(DefaultRoot, p) }))
 }
 
 func newHybridV2(p string) (Manager, error) { return NewV2(hybridUnified, p) }
@@ -590,7 +590,7 @@ func TestV2HybridDevices(t *testing.T) {
 	requiresHybridUnified(t)
 	t.Parallel()
 	m := testManager(t, newHybridV2)
-	testDevices(t, m)
+	checkDevices(t, m)
 	fd, err := unix.Open(m.Path(""), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
