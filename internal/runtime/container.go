@@ -178,11 +178,13 @@ func (r *Runtime) create(opts CreateOpts, spec *specs.Spec) (_ *record, err erro
 		return nil, invalid("process.terminal", "true needs --console-socket to receive the terminal")
 	}
 
+	plan := planNamespaces(spec.Linux.Namespaces)
+	plan.timens = timeOffsets(spec.Linux.TimeOffsets)
 	p, err := r.spawn(spawnOpts{
 		spec: spec, rec: rec, cg: cg, fifo: fifoFile, console: console,
 		preserveFds: opts.PreserveFds, stdin: opts.Stdin, stdout: opts.Stdout, stderr: opts.Stderr,
 		userNS:  hasNamespace(spec, specs.UserNamespace),
-		plan:    planNamespaces(spec.Linux.Namespaces),
+		plan:    plan,
 		mode:    modeCreate,
 		noPivot: opts.NoPivot,
 	})

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -279,4 +280,35 @@ func TestExecIntoPausedOrStopped(t *testing.T) {
 		t.Errorf("exec into a stopped container: exit %d %q", r.code, r.stderr)
 	}
 	e.mustBerth("delete", "p")
+}
+
+// TestTimeNamespace: a new time namespace (without a pid namespace, so the
+// C stage must fork for it) with a boottime offset the process sees.
+func TestTimeNamespace(t *testing.T) {
+	e := newEnv(t)
+	var nss []specs.LinuxNamespace
+	for _, ns := range e.spec.Linux.Namespaces {
+		if ns.Type != specs.PIDNamespace {
+			nss = append(nss, ns)
+		}
+	}
+	e.spec.Linux.Namespaces = append(nss, specs.LinuxNamespace{Type: specs.TimeNamespace})
+	e.spec.Linux.TimeOffsets = map[string]specs.LinuxTimeOffset{"boottime": {Secs: 10 * 86400}}
+	r := e.run("sh", "-c", "readlink /proc/self/ns/time; cut -d. -f1 /proc/uptime")
+	self, _ := os.Readlink("/proc/self/ns/time")
+	lines := strings.Fields(r.stdout)
+	if r.code != 0 || len(lines) != 2 || lines[0] == self {
+		t.Fatalf("time namespace: exit %d %q %q (host %s)", r.code, r.stdout, r.stderr, self)
+	}
+	data, _ := os.ReadFile("/proc/uptime")
+	host, _ := strconv.Atoi(strings.Split(string(data), ".")[0])
+	got, _ := strconv.Atoi(lines[1])
+	if got < host+10*86400-5 {
+		t.Errorf("uptime in the container %d, host %d: the boottime offset is missing", got, host)
+	}
+	e.spec.Linux.Namespaces = nss
+	e.writeSpec()
+	if r := e.berth("create", "badtime"); r.code != 1 || !strings.Contains(r.stderr, "linux.timeOffsets.boottime") {
+		t.Errorf("offsets without a time namespace: exit %d %q", r.code, r.stderr)
+	}
 }

@@ -282,6 +282,18 @@ func validateLinux(spec *specs.Spec) error {
 	default:
 		return invalid("linux.rootfsPropagation", "unknown propagation %q", l.RootfsPropagation)
 	}
+	for clock, o := range l.TimeOffsets {
+		field := "linux.timeOffsets." + clock
+		if clock != "monotonic" && clock != "boottime" {
+			return invalid(field, "unknown clock (use monotonic or boottime)")
+		}
+		if !seen[specs.TimeNamespace] {
+			return invalid(field, "needs a new time namespace (add {\"type\":\"time\"} to linux.namespaces)")
+		}
+		if o.Nanosecs >= 1e9 {
+			return invalid(field+".nanosecs", "%d is not below one second", o.Nanosecs)
+		}
+	}
 	if l.IntelRdt != nil {
 		return invalid("linux.intelRdt", "not supported by berth")
 	}

@@ -56,6 +56,7 @@ type nsPlan struct {
 	joins   []nsJoin
 	fork    bool
 	cgroups []string // files the C stage writes "0" to, to join a cgroup
+	timens  []string // "<clock> <secs> <nanos>" offsets of a new time namespace
 }
 
 type nsJoin struct {
@@ -78,6 +79,9 @@ func (p nsPlan) encode() []byte {
 	}
 	for _, c := range p.cgroups {
 		fmt.Fprintf(&b, "cgroup=%s\n", c)
+	}
+	for _, t := range p.timens {
+		fmt.Fprintf(&b, "timens=%s\n", t)
 	}
 	out := make([]byte, 4+b.Len())
 	binary.LittleEndian.PutUint32(out, uint32(b.Len()))
@@ -106,10 +110,23 @@ func planNamespaces(nss []specs.LinuxNamespace) nsPlan {
 			p.fork = true
 		}
 	}
-	if p.clone&nsFlags[specs.PIDNamespace] != 0 {
+	// Like a pid namespace, a new time namespace holds only the
+	// children of the process that made it.
+	if p.clone&(nsFlags[specs.PIDNamespace]|nsFlags[specs.TimeNamespace]) != 0 {
 		p.fork = true
 	}
 	return p
+}
+
+// timeOffsets renders linux.timeOffsets for the C stage, in a stable order.
+func timeOffsets(offs map[string]specs.LinuxTimeOffset) []string {
+	var out []string
+	for _, clock := range []string{"monotonic", "boottime"} {
+		if o, ok := offs[clock]; ok {
+			out = append(out, fmt.Sprintf("%s %d %d", clock, o.Secs, o.Nanosecs))
+		}
+	}
+	return out
 }
 
 // childConn is the parent's end of the init socket.

@@ -6,6 +6,7 @@
 //     join=<decimal CLONE_NEW* flag>:<path> (in the order to join; user first)
 //     fork=1                               (fork so the child is PID 1 / in the pid ns)
 //     cgroup=<path of a tasks or cgroup.procs file>  (join; repeated)
+//     timens=<clock> <secs> <nanos>        (a new time namespace's offset; repeated)
 // child -> parent:
 //   "M"            after unshare(CLONE_NEWUSER): write my uid_map/gid_map now
 //   parent -> "m"  maps written
@@ -119,7 +120,8 @@ void berth_nsenter(void) {
 	if (len > 0 && read_full(sync_fd, plan, len) < 0)
 		bail("nsenter: read plan");
 
-	int cloneflags = 0, dofork = 0, njoins = 0, ncgroups = 0;
+	int cloneflags = 0, dofork = 0, njoins = 0, ncgroups = 0, ntimens = 0;
+	char *timens[4];
 	struct join joins[MAX_JOINS];
 	char *cgroups[MAX_CGROUPS];
 	char *save = NULL;
@@ -128,6 +130,10 @@ void berth_nsenter(void) {
 			cloneflags = atoi(line + 6);
 		} else if (strncmp(line, "fork=", 5) == 0) {
 			dofork = atoi(line + 5);
+		} else if (strncmp(line, "timens=", 7) == 0) {
+			if (ntimens >= 4)
+				bail("nsenter: too many time offsets");
+			timens[ntimens++] = line + 7;
 		} else if (strncmp(line, "cgroup=", 7) == 0) {
 			if (ncgroups >= MAX_CGROUPS)
 				bail("nsenter: too many cgroups to join");
@@ -204,6 +210,17 @@ void berth_nsenter(void) {
 	int rest = cloneflags & ~CLONE_NEWUSER;
 	if (rest != 0 && unshare(rest) < 0)
 		bail("unshare namespaces 0x%x", rest);
+	// A new time namespace takes its offsets before any process is in
+	// it: our next child is the first.
+	for (int i = 0; i < ntimens; i++) {
+		int fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
+		if (fd < 0)
+			bail("open /proc/self/timens_offsets");
+		size_t n = strlen(timens[i]);
+		if (write(fd, timens[i], n) != (ssize_t)n)
+			bail("linux.timeOffsets: write \"%s\"", timens[i]);
+		close(fd);
+	}
 
 	if (dofork) {
 		pid_t pid = fork();
