@@ -8,7 +8,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -45,15 +44,12 @@ func Execute(args []string) int {
 	return exitCodeFor(err)
 }
 
-// exitCodeFor maps errors to Docker's engine exit codes; runtime verbs
-// exit 1 as runc does.
-func exitCodeFor(err error) int {
+// exitCodeFor is the exit code of a failed verb: 1 for runtime verbs, as
+// runc; 125 (Docker's "the engine failed") for the rest. Container exit
+// codes travel as exitError and never reach here.
+func exitCodeFor(error) int {
 	if runtimeMode {
 		return 1
-	}
-	switch {
-	case errors.Is(err, errdefs.ErrNotFound), errors.Is(err, errdefs.ErrInvalidArgument):
-		return 125
 	}
 	return 125
 }
@@ -127,8 +123,6 @@ func printJSON(w io.Writer, v any) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
-
-func trimLines(s string) string { return strings.TrimRight(s, "\n") }
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
 

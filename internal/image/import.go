@@ -12,7 +12,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
-	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/errdefs"
 )
@@ -42,19 +41,11 @@ func (s *Service) Import(ctx context.Context, r io.Reader, ref string, opts Impo
 		}
 		tag = t.String()
 	}
-	unlock, err := s.lockGC(unix.LOCK_SH)
+	j, end, err := s.begin()
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
-	j := &journal{s: s}
-	defer func() {
-		if err != nil {
-			if rerr := j.rollback(); rerr != nil {
-				err = fmt.Errorf("%w (and cleaning up failed: %v)", err, rerr)
-			}
-		}
-	}()
+	defer end(&err)
 
 	layer, diffID, err := s.compressLayer(j, r)
 	if err != nil {

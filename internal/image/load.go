@@ -15,7 +15,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
-	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/snapshot"
@@ -35,19 +34,11 @@ func (s *Service) Load(ctx context.Context, r io.Reader, progress io.Writer) (im
 	if progress == nil {
 		progress = io.Discard
 	}
-	unlock, err := s.lockGC(unix.LOCK_SH)
+	j, end, err := s.begin()
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
-	j := &journal{s: s}
-	defer func() {
-		if err != nil {
-			if rerr := j.rollback(); rerr != nil {
-				err = fmt.Errorf("%w (and cleaning up failed: %v)", err, rerr)
-			}
-		}
-	}()
+	defer end(&err)
 
 	a, err := s.spool(ctx, j, r)
 	if err != nil {

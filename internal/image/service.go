@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/content"
 	"github.com/berth-dev/berth/internal/errdefs"
@@ -91,6 +92,27 @@ type journal struct {
 	s      *Service
 	blobs  []digest.Digest
 	layers []digest.Digest
+}
+
+// begin starts a change that adds blobs and layers (import, load): it
+// holds the GC lock shared, so no GC sweeps what is not recorded yet, and
+// returns a journal of what the change adds. end(&err) releases the lock
+// and, when *err is set, removes what the journal recorded.
+func (s *Service) begin() (*journal, func(*error), error) {
+	unlock, err := s.lockGC(unix.LOCK_SH)
+	if err != nil {
+		return nil, nil, err
+	}
+	j := &journal{s: s}
+	end := func(errp *error) {
+		defer unlock()
+		if *errp != nil {
+			if rerr := j.rollback(); rerr != nil {
+				*errp = fmt.Errorf("%w (and cleaning up failed: %v)", *errp, rerr)
+			}
+		}
+	}
+	return j, end, nil
 }
 
 // putBlob stores r as a blob. A non-empty expected digest (and size >= 0)
