@@ -98,30 +98,13 @@ done
 tmp=$(mktemp -d /tmp/berth-bench-load.XXXXXX)
 out=$tmp/out
 cgparent=berth-bench-load-$$
-sock=$tmp/docker.sock
-ctrd_sock=$tmp/containerd/containerd.sock
-data=$tmp/docker/data
-export DOCKER_HOST=unix://$sock DOCKER_CONFIG=$tmp/client
-
-# stop PID: TERM, up to 20 s to exit, then KILL. Only our own children.
-stop() {
-	local pid=$1
-	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for _ in $(seq 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-	kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-}
+. "$repo/scripts/private-dockerd.sh"
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
 	set +e
 	stop "${spid:-}"
-	stop "${dpid:-}"
-	stop "${cpid:-}"
-	awk -v w="$tmp" '$5 == w || index($5, w "/") == 1 { print $5 }' /proc/self/mountinfo |
-		sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
-	rmdir /sys/fs/cgroup/*/"$cgparent" 2>/dev/null
+	private_dockerd_stop "$tmp" "$cgparent"
 	rm -rf "$tmp"
 	exit "$rc"
 }
@@ -191,42 +174,7 @@ size5=$(stat -c %s "$tmp/load-5.tar")
 size1=$(stat -c %s "$tmp/load-1.tar")
 
 # --- the private daemons -------------------------------------------------
-mkdir -p "$tmp/containerd/opt" "$data" "$tmp/docker/exec" "$tmp/client"
-cat >"$tmp/containerd/config.toml" <<TOML
-version = 2
-root = "$tmp/containerd/root"
-state = "$tmp/containerd/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$ctrd_sock"
-[ttrpc]
-  address = "$ctrd_sock.ttrpc"
-[debug]
-  address = ""
-[metrics]
-  address = ""
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$tmp/containerd/opt"
-TOML
-# dockerd 20.10 otherwise creates /etc/docker/key.json (config file only).
-printf '{"deprecated-key-path": "%s"}\n' "$tmp/docker/key.json" >"$tmp/docker/daemon.json"
-containerd --config "$tmp/containerd/config.toml" >"$out/containerd.log" 2>&1 &
-cpid=$!
-for _ in $(seq 100); do [ -S "$ctrd_sock" ] && break; kill -0 "$cpid" 2>/dev/null || break; sleep 0.1; done
-[ -S "$ctrd_sock" ] || { tail -n 15 "$out/containerd.log" >&2; die "containerd did not start"; }
-dockerd --data-root "$data" --exec-root "$tmp/docker/exec" \
-	--pidfile "$tmp/docker/docker.pid" -H "unix://$sock" \
-	--containerd "$ctrd_sock" --config-file "$tmp/docker/daemon.json" \
-	--cgroup-parent "/$cgparent" \
-	--iptables=false --ip6tables=false --ip-masq=false --ip-forward=false \
-	--bridge=none >"$out/dockerd.log" 2>&1 &
-dpid=$!
-for _ in $(seq 300); do
-	kill -0 "$dpid" 2>/dev/null || break
-	[ -S "$sock" ] && "$DOCKER" version >/dev/null 2>&1 && break
-	sleep 0.1
-done
-"$DOCKER" version >/dev/null 2>&1 || { tail -n 15 "$out/dockerd.log" >&2; die "dockerd did not start"; }
+private_dockerd_start "$tmp" "$cgparent" || die "the private dockerd did not start"
 docker_version=$("$DOCKER" version -f '{{.Server.Version}}')
 driver=$("$DOCKER" info -f '{{.Driver}}')
 

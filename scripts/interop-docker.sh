@@ -53,33 +53,15 @@ done
 
 work=$(mktemp -d /tmp/berth-docker.XXXXXX)
 cgparent=berth-interop-$$
-sock=$work/docker.sock
-ctrd_sock=$work/containerd/containerd.sock
-export DOCKER_HOST=unix://$sock DOCKER_CONFIG=$work/client
-
-# stop PID: TERM, up to 20 s to exit, then KILL. Only our own children.
-stop() {
-	local pid=$1
-	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-	kill -TERM "$pid" 2>/dev/null
-	for _ in $(seq 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-	kill -KILL "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
-	return 0
-}
+. "$repo/scripts/private-dockerd.sh"
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
-	if [ "$rc" != 0 ] && [ -f "$work/docker/log" ]; then
+	if [ "$rc" != 0 ] && [ -f "$work/dockerd.log" ]; then
 		echo "--- last lines of dockerd's log:" >&2
-		tail -n 15 "$work/docker/log" >&2
+		tail -n 15 "$work/dockerd.log" >&2
 	fi
-	stop "${dpid:-}"
-	stop "${cpid:-}"
-	# Whatever a killed daemon left mounted under $work, deepest first.
-	awk -v w="$work" '$5 == w || index($5, w "/") == 1 { print $5 }' /proc/self/mountinfo |
-		sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
-	rmdir /sys/fs/cgroup/*/"$cgparent" 2>/dev/null
+	private_dockerd_stop "$work" "$cgparent"
 	if [ "${KEEP:-0}" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 	exit "$rc"
 }
@@ -100,44 +82,8 @@ quiet() {
 }
 
 # --- the daemons --------------------------------------------------------
-mkdir -p "$work/containerd/opt" "$work/docker/data" "$work/docker/exec" "$work/client"
-cat >"$work/containerd/config.toml" <<TOML
-version = 2
-root = "$work/containerd/root"
-state = "$work/containerd/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$ctrd_sock"
-[ttrpc]
-  address = "$ctrd_sock.ttrpc"
-[debug]
-  address = ""
-[metrics]
-  address = ""
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$work/containerd/opt"
-TOML
-# dockerd 20.10 otherwise creates /etc/docker/key.json (a config-file-only
-# setting; no flag).
-printf '{"deprecated-key-path": "%s"}\n' "$work/docker/key.json" >"$work/docker/daemon.json"
-containerd --config "$work/containerd/config.toml" >"$work/containerd/log" 2>&1 &
-cpid=$!
-for _ in $(seq 100); do [ -S "$ctrd_sock" ] && break; kill -0 "$cpid" 2>/dev/null || break; sleep 0.1; done
-[ -S "$ctrd_sock" ] || { tail -n 15 "$work/containerd/log" >&2; die "containerd did not start"; }
-
-dockerd --data-root "$work/docker/data" --exec-root "$work/docker/exec" \
-	--pidfile "$work/docker/docker.pid" -H "unix://$sock" \
-	--containerd "$ctrd_sock" --config-file "$work/docker/daemon.json" \
-	--cgroup-parent "/$cgparent" \
-	--iptables=false --ip6tables=false --ip-masq=false --ip-forward=false \
-	--bridge=none >"$work/docker/log" 2>&1 &
-dpid=$!
-up=1
-for _ in $(seq 300); do
-	kill -0 "$dpid" 2>/dev/null || break
-	if [ -S "$sock" ] && "$DOCKER" version >/dev/null 2>&1; then up=0; break; fi
-	sleep 0.1
-done
+up=0
+private_dockerd_start "$work" "$cgparent" || up=1
 result "dockerd up (pid $dpid, $("$DOCKER" version -f '{{.Server.Version}}' 2>/dev/null), containerd pid $cpid)" "$up"
 [ "$up" = 0 ] || exit 1
 
