@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -77,7 +78,7 @@ var (
 )
 
 func logError(err error) {
-	msg := err.Error()
+	msg := userMessage(err)
 	fmt.Fprintln(os.Stderr, "berth: "+msg)
 	if logFile == nil {
 		return
@@ -141,4 +142,18 @@ func asJSONValue(v any) any {
 		return v
 	}
 	return out
+}
+
+// userMessage is err's text without the trailing error class that the
+// engine wraps for callers ("...: invalid argument"): the class decides
+// the exit code, the rest of the line tells the user what to do.
+func userMessage(err error) string {
+	msg := err.Error()
+	for _, class := range []error{errdefs.ErrInvalidArgument, errdefs.ErrNotFound, errdefs.ErrAlreadyExists,
+		errdefs.ErrConflict, errdefs.ErrFailedPrecondition, errdefs.ErrUnavailable, errdefs.ErrNotImplemented} {
+		if errors.Is(err, class) {
+			msg = strings.TrimSuffix(msg, ": "+class.Error())
+		}
+	}
+	return msg
 }

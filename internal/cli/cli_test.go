@@ -1,8 +1,12 @@
 package cli
 
 import (
+	"errors"
+	"fmt"
+
 	"bytes"
 	"encoding/json"
+	"github.com/berth-dev/berth/internal/errdefs"
 	"os"
 	"strings"
 	"testing"
@@ -81,5 +85,15 @@ func TestHumanBytes(t *testing.T) {
 		if got := humanBytes(n); got != want {
 			t.Errorf("humanBytes(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+func TestUserMessage(t *testing.T) {
+	err := fmt.Errorf("container %q does not exist: %w", "x", errdefs.ErrNotFound)
+	if got := userMessage(err); got != `container "x" does not exist` {
+		t.Errorf("userMessage = %q", got)
+	}
+	if got := userMessage(errors.New("plain")); got != "plain" {
+		t.Errorf("userMessage = %q", got)
 	}
 }

@@ -331,7 +331,7 @@ func newRmiCommand(use string) *cobra.Command {
 					}
 				}
 				if err != nil {
-					fmt.Fprintf(cmd.ErrOrStderr(), "Error response from berth: %v\n", err)
+					fmt.Fprintf(cmd.ErrOrStderr(), "Error response from berth: %s\n", userMessage(err))
 					failed = append(failed, ref)
 				}
 			}
@@ -358,7 +358,7 @@ func newImageInspectCommand() *cobra.Command {
 			for _, ref := range args {
 				ins, err := s.Inspect(ref)
 				if err != nil {
-					errs = append(errs, err.Error())
+					errs = append(errs, userMessage(err))
 					continue
 				}
 				if format != "" {
