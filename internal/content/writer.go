@@ -61,14 +61,19 @@ func (s *Store) Writer(expected digest.Digest, size int64) (*Writer, error) {
 }
 
 // createIngest creates and locks a fresh ingest file. The lock tells
-// CleanIngest the file is alive; if a sweep unlinked the file in the
-// instant before we locked it, we start over with a new name.
+// CleanIngest the file is alive, so the file must never be visible
+// unlocked: it is made unnamed (O_TMPFILE), locked, and only then linked
+// into ingest/. Filesystems without O_TMPFILE get create-then-lock, where
+// a sweep may unlink the file in the instant before the lock; the Nlink
+// check catches that and we start over with a new name.
 func (s *Store) createIngest() (*os.File, string, error) {
 	dir := filepath.Join(s.root, ingestDir)
+	f, p, err := createLinkedTmp(dir)
+	if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.EISDIR) {
+		return f, p, err
+	}
 	for attempt := 0; ; attempt++ {
-		var b [16]byte
-		rand.Read(b[:])
-		p := filepath.Join(dir, hex.EncodeToString(b[:]))
+		p := filepath.Join(dir, randomName())
 		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 		if err != nil {
 			if errors.Is(err, fs.ErrExist) && attempt < 8 {
@@ -89,13 +94,46 @@ func (s *Store) createIngest() (*os.File, string, error) {
 		}
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink == 0 {
 			f.Close()
-			if attempt < 8 {
+			if attempt < 64 {
 				continue
 			}
 			return nil, "", errors.New("ingest file removed as it was created")
 		}
 		return f, p, nil
 	}
+}
+
+// createLinkedTmp makes a locked O_TMPFILE in dir and links it under a
+// random name. EOPNOTSUPP/EISDIR mean the filesystem has no O_TMPFILE.
+func createLinkedTmp(dir string) (*os.File, string, error) {
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, "", &os.PathError{Op: "create ingest file", Path: dir, Err: err}
+	}
+	if err := unix.Flock(fd, unix.LOCK_EX); err != nil {
+		unix.Close(fd)
+		return nil, "", &os.PathError{Op: "lock ingest file", Path: dir, Err: err}
+	}
+	for attempt := 0; ; attempt++ {
+		p := filepath.Join(dir, randomName())
+		// Linking through /proc/self/fd needs no CAP_DAC_READ_SEARCH,
+		// unlike linkat(AT_EMPTY_PATH).
+		err := unix.Linkat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", fd), unix.AT_FDCWD, p, unix.AT_SYMLINK_FOLLOW)
+		if err == nil {
+			return os.NewFile(uintptr(fd), p), p, nil
+		}
+		if errors.Is(err, unix.EEXIST) && attempt < 8 {
+			continue
+		}
+		unix.Close(fd)
+		return nil, "", &os.LinkError{Op: "link ingest file", Old: "O_TMPFILE", New: p, Err: err}
+	}
+}
+
+func randomName() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func (w *Writer) name() string {
