@@ -6,6 +6,8 @@ import (
 	goruntime "runtime"
 
 	"github.com/berth-dev/berth/internal/cli"
+	_ "github.com/berth-dev/berth/internal/container/monitor"
+	_ "github.com/berth-dev/berth/internal/reaper"
 	"github.com/berth-dev/berth/internal/runtime"
 	_ "github.com/berth-dev/berth/internal/runtime/nsenter"
 )

@@ -42,6 +42,10 @@ func Execute(args []string) int {
 		return ee.code
 	}
 	logError(err)
+	var ce codeError
+	if errors.As(err, &ce) {
+		return ce.code
+	}
 	return exitCodeFor(err)
 }
 
@@ -65,8 +69,10 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&engineRoot, "root", envOr("BERTH_ROOT", "/var/lib/berth"), "root directory of berth's persistent state")
+	root.PersistentFlags().StringVar(&runRoot, "run-root", os.Getenv("BERTH_RUN_ROOT"), "directory of berth's run-time state: sockets, runtime state (default /run/berth, or <root>/run for another --root)")
 	root.AddCommand(newVersionCommand(), newInfoCommand(), newRuntimeCommand())
 	addImageCommands(root)
+	addContainerCommands(root)
 	return root
 }
 

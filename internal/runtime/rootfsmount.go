@@ -81,3 +81,10 @@ func mountRootfs(ms []RootfsMount, rootfs string) error {
 	}
 	return nil
 }
+
+// UserAnnotation names a berth extension: the user as `docker run -u` and
+// an image's config give it ("name", "name:group", "uid" ...). The init
+// stage resolves it after pivot_root from the container's own /etc/passwd
+// and /etc/group (as runc does for Docker), and it replaces process.user's
+// uid, gid and additionalGids.
+const UserAnnotation = "io.berth.user"

@@ -1,0 +1,174 @@
+package container
+
+import (
+	"time"
+)
+
+// Container is one container record, shaped like Docker's inspect output
+// so that `inspect` is mostly this struct as JSON.
+type Container struct {
+	ID      string
+	Name    string // without Docker's leading "/"
+	Created time.Time
+	// Path and Args are the process the container runs (entrypoint and
+	// command combined, --init excluded).
+	Path string
+	Args []string
+	// Image is the image ID (config digest); Config.Image the name given.
+	Image      string
+	Config     Config
+	HostConfig HostConfig
+	State      State
+	Mounts     []MountPoint
+	LogPath    string
+	// RestartCount counts restarts by the restart policy since the last
+	// start by a user.
+	RestartCount int
+	// Backoff is the next restart delay in milliseconds.
+	Backoff int `json:",omitempty"`
+}
+
+// Config is the part of the container's configuration that does not depend
+// on the host (Docker's container.Config).
+type Config struct {
+	Hostname     string
+	Domainname   string
+	User         string
+	AttachStdin  bool
+	AttachStdout bool
+	AttachStderr bool
+	ExposedPorts map[string]struct{} `json:",omitempty"`
+	Tty          bool
+	OpenStdin    bool
+	StdinOnce    bool
+	Env          []string
+	Cmd          []string
+	Image        string
+	Volumes      map[string]struct{}
+	WorkingDir   string
+	Entrypoint   []string
+	Labels       map[string]string
+	StopSignal   string `json:",omitempty"`
+	StopTimeout  *int   `json:",omitempty"`
+}
+
+// HostConfig is the host-dependent configuration (Docker's HostConfig).
+type HostConfig struct {
+	Binds          []string
+	LogConfig      LogConfig
+	NetworkMode    string
+	RestartPolicy  RestartPolicy
+	AutoRemove     bool
+	CapAdd         []string
+	CapDrop        []string
+	Privileged     bool
+	ReadonlyRootfs bool
+	SecurityOpt    []string
+	Tmpfs          map[string]string `json:",omitempty"`
+	Init           *bool             `json:",omitempty"`
+	Resources
+	Mounts []Mount `json:",omitempty"`
+}
+
+// Resources are the cgroup limits, in Docker's units.
+type Resources struct {
+	Memory     int64 // bytes; 0 = unlimited
+	MemorySwap int64 // memory+swap bytes; -1 = unlimited swap
+	NanoCpus   int64
+	CpuShares  int64
+	CpusetCpus string
+	PidsLimit  *int64 `json:",omitempty"`
+	Ulimits    []Ulimit
+}
+
+// Ulimit is one --ulimit.
+type Ulimit struct {
+	Name string
+	Soft int64
+	Hard int64
+}
+
+// LogConfig is --log-driver and --log-opt.
+type LogConfig struct {
+	Type   string
+	Config map[string]string
+}
+
+// RestartPolicy is --restart.
+type RestartPolicy struct {
+	Name              string // "no", "always", "unless-stopped", "on-failure"
+	MaximumRetryCount int
+}
+
+// Mount is one -v, --mount or --tmpfs request, before it is resolved.
+type Mount struct {
+	Type        string // "bind", "volume", "tmpfs"
+	Source      string // host path, volume name ("" = anonymous)
+	Target      string
+	ReadOnly    bool
+	Propagation string   `json:",omitempty"`
+	NoCopy      bool     `json:",omitempty"`
+	Options     []string `json:",omitempty"` // tmpfs mount options
+}
+
+// MountPoint is a resolved mount, as inspect's Mounts shows it.
+type MountPoint struct {
+	Type        string
+	Name        string `json:",omitempty"`
+	Source      string
+	Destination string
+	Driver      string `json:",omitempty"`
+	Mode        string
+	RW          bool
+	Propagation string
+}
+
+// State is the container's lifecycle state.
+type State struct {
+	Status     Status
+	Running    bool
+	Paused     bool
+	Restarting bool
+	OOMKilled  bool
+	Dead       bool
+	Pid        int
+	ExitCode   int
+	Error      string
+	StartedAt  time.Time
+	FinishedAt time.Time
+	// MonitorPid is the container's monitor while it runs.
+	MonitorPid int `json:",omitempty"`
+	// StopRequested is set by stop, kill and rm: the restart policy does
+	// not apply to an exit a user asked for (Docker's
+	// HasBeenManuallyStopped).
+	StopRequested bool `json:",omitempty"`
+}
+
+// Status is a container's state as docker ps filters name them.
+type Status string
+
+const (
+	StatusCreated    Status = "created"
+	StatusRunning    Status = "running"
+	StatusPaused     Status = "paused"
+	StatusRestarting Status = "restarting"
+	StatusRemoving   Status = "removing"
+	StatusExited     Status = "exited"
+	StatusDead       Status = "dead"
+)
+
+// ShortID is the 12-hex form of an ID.
+func ShortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+func (s *State) set(st Status) {
+	s.Status = st
+	s.Running = st == StatusRunning || st == StatusPaused || st == StatusRestarting
+	s.Paused = st == StatusPaused
+	s.Restarting = st == StatusRestarting
+	s.Dead = st == StatusDead
+}
