@@ -73,6 +73,7 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newVersionCommand(), newInfoCommand(), newRuntimeCommand())
 	addImageCommands(root)
 	addContainerCommands(root)
+	addVolumeCommands(root)
 	return root
 }
 

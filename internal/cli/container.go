@@ -8,11 +8,9 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
 	"github.com/berth-dev/berth/internal/container"
@@ -379,25 +377,22 @@ func attachStreams(e *container.Engine, c *container.Container, conn *container.
 			conn.CloseStdin()
 		}()
 	}
-	var mu sync.Mutex
 	for {
 		t, p, err := conn.ReadFrame()
 		if err != nil {
 			// The monitor is gone (killed?): fall back to the record.
 			return e.Wait(c.ID)
 		}
-		mu.Lock()
 		switch t {
 		case container.FrameStdout:
 			os.Stdout.Write(p)
 		case container.FrameStderr:
 			os.Stderr.Write(p)
 		case container.FrameExited:
-			mu.Unlock()
 			code, _ := strconv.Atoi(string(p))
+			conn.Drain()
 			return code, nil
 		}
-		mu.Unlock()
 	}
 }
 
@@ -638,4 +633,14 @@ func newMonitorHookCommand() *cobra.Command {
 	}
 }
 
-var _ = unix.SIGKILL
+
+func init() {
+	// `volume rm` and `volume prune` ask the container records.
+	volumeInUse = func(root, name string) []string {
+		e, err := containerEngine()
+		if err != nil {
+			return []string{"(unknown: " + err.Error() + ")"}
+		}
+		return e.VolumeUsers(name, "")
+	}
+}

@@ -89,6 +89,17 @@ func (a *Conn) Resize(rows, cols uint16) error {
 	return a.writeFrame(frameResize, p[:])
 }
 
+// Drain reads to the end: the monitor closes its connections as it exits,
+// after the container's exit is recorded and its --rm removal done.
+func (a *Conn) Drain() {
+	a.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		if _, _, err := a.ReadFrame(); err != nil {
+			return
+		}
+	}
+}
+
 // SetDeadline bounds the reads and writes.
 func (a *Conn) SetDeadline(t time.Time) error { return a.c.SetDeadline(t) }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/image"
+	"github.com/berth-dev/berth/internal/opts"
 	"github.com/berth-dev/berth/internal/runtime"
 )
 
@@ -90,13 +91,13 @@ func (e *Engine) Create(o CreateOpts) (c *Container, err error) {
 			return nil, nameConflict(c.Name, existing.ID)
 		}
 	}
-	dir := e.dir(c.ID)
+	id, dir := c.ID, e.dir(c.ID)
 	if err := os.MkdirAll(filepath.Join(dir, "rootfs"), 0o700); err != nil {
 		return nil, err
 	}
 	defer func() {
 		if err != nil {
-			e.Images.Snapshots.RemoveActive(c.ID)
+			e.Images.Snapshots.RemoveActive(id)
 			os.RemoveAll(dir)
 		}
 	}()
@@ -104,33 +105,38 @@ func (e *Engine) Create(o CreateOpts) (c *Container, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("prepare the container's filesystem: %w", err)
 	}
-	mounts, err := e.resolveMounts(c, img)
-	if err != nil {
-		return nil, err
-	}
-	spec, err := buildSpec(c, e.dir(c.ID), plan, mounts)
-	if err != nil {
-		return nil, err
-	}
-	if err := writeFiles(c, dir); err != nil {
-		return nil, err
-	}
-	data, err := json.Marshal(spec)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o600); err != nil {
-		return nil, err
-	}
-	c.State.set(StatusCreated)
-	for attempt := 0; ; attempt++ {
-		err = e.insert(c)
-		if err == nil || o.Name != "" || !errors.Is(err, errdefs.ErrConflict) || attempt > 20 {
-			break
+	// Volumes are created and the record written under one hold, so a
+	// concurrent `volume rm` or prune sees either no container or this one.
+	err = e.Volumes.Hold(func() error {
+		mounts, err := e.resolveMounts(c, img)
+		if err != nil {
+			return err
 		}
-		c.Name = randomName() + fmt.Sprint(attempt)
-	}
+		spec, err := buildSpec(c, e.dir(c.ID), plan, mounts)
+		if err != nil {
+			return err
+		}
+		if err := writeFiles(c, dir); err != nil {
+			return err
+		}
+		data, err := json.Marshal(spec)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o600); err != nil {
+			return err
+		}
+		c.State.set(StatusCreated)
+		for attempt := 0; ; attempt++ {
+			err = e.insert(c)
+			if err == nil || o.Name != "" || !errors.Is(err, errdefs.ErrConflict) || attempt > 20 {
+				return err
+			}
+			c.Name = randomName() + fmt.Sprint(attempt)
+		}
+	})
 	if err != nil {
+		e.removeAnonymousVolumes(c)
 		return nil, err
 	}
 	return c, nil
@@ -192,7 +198,10 @@ func mergeConfig(c *Container, o CreateOpts, img *image.Image) error {
 		return fmt.Errorf("no command specified: give one after the image name, or use an image with a CMD or ENTRYPOINT: %w", errdefs.ErrInvalidArgument)
 	}
 	c.Path, c.Args = args[0], args[1:]
-	cfg.Env = mergeEnv(ic.Env, o.Env)
+	cfg.Env = opts.MergeEnv(nil, ic.Env, o.Env)
+	if !hasEnv(cfg.Env, "PATH") {
+		cfg.Env = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, cfg.Env...)
+	}
 	for k, v := range img.Config.Config.Labels {
 		cfg.Labels[k] = v
 	}
@@ -210,30 +219,6 @@ func mergeConfig(c *Container, o CreateOpts, img *image.Image) error {
 	}
 	c.Config = cfg
 	return nil
-}
-
-// mergeEnv overlays user variables on the image's by name and makes sure
-// PATH is set, as Docker does.
-func mergeEnv(base, over []string) []string {
-	out := slices.Clone(base)
-	index := map[string]int{}
-	for i, kv := range out {
-		k, _, _ := strings.Cut(kv, "=")
-		index[k] = i
-	}
-	for _, kv := range over {
-		k, _, _ := strings.Cut(kv, "=")
-		if i, ok := index[k]; ok {
-			out[i] = kv
-			continue
-		}
-		index[k] = len(out)
-		out = append(out, kv)
-	}
-	if _, ok := index["PATH"]; !ok {
-		out = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, out...)
-	}
-	return out
 }
 
 func checkNetworkMode(mode string) error {

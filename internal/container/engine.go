@@ -11,6 +11,7 @@ import (
 	"github.com/berth-dev/berth/internal/image"
 	"github.com/berth-dev/berth/internal/metadb"
 	"github.com/berth-dev/berth/internal/runtime"
+	"github.com/berth-dev/berth/internal/volume"
 )
 
 // Engine runs containers from the images under one engine root.
@@ -35,6 +36,7 @@ type Engine struct {
 	RunRoot string
 	Images  *image.Service
 	Runtime *runtime.Runtime
+	Volumes *volume.Store
 	db      *metadb.DB
 	// Exe is the berth binary the monitor runs as (/proc/self/exe).
 	Exe string
@@ -57,7 +59,11 @@ func New(root, runRoot string) (*Engine, error) {
 	if err := os.MkdirAll(filepath.Join(root, "containers"), 0o710); err != nil {
 		return nil, err
 	}
-	return &Engine{Root: root, RunRoot: runRoot, Images: imgs, Runtime: rt, db: db, Exe: "/proc/self/exe"}, nil
+	vols, err := volume.New(root)
+	if err != nil {
+		return nil, err
+	}
+	return &Engine{Root: root, RunRoot: runRoot, Images: imgs, Runtime: rt, Volumes: vols, db: db, Exe: "/proc/self/exe"}, nil
 }
 
 // DefaultRunRoot is the run root for an engine root: /run/berth for the

@@ -99,7 +99,7 @@ func startCode(err error) int {
 
 // HookExit is `berth monitor-hook exit`: it records the container's exit
 // (code -1: it never started), cleans the runtime's state, and prints
-// "R<ms>" when the restart policy asks for another run, else removes a
+// "R<ms>" on fd 3 when the restart policy asks for another run, else removes a
 // --rm container.
 func (e *Engine) HookExit(id string, code int) int {
 	if _, err := e.Runtime.State(id); err == nil {
@@ -138,7 +138,9 @@ func (e *Engine) HookExit(id string, code int) int {
 		return 1
 	}
 	if restart {
-		fmt.Printf("R%d\n", delay)
+		out := os.NewFile(3, "restart") // the monitor's pipe
+		fmt.Fprintf(out, "R%d\n", delay)
+		out.Close()
 		return 0
 	}
 	if c.HostConfig.AutoRemove {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/image"
+	"github.com/berth-dev/berth/internal/opts"
 	"github.com/berth-dev/berth/internal/runtime"
 	"github.com/berth-dev/berth/internal/snapshot"
 )
@@ -45,60 +46,25 @@ func parseLogConfig(lc LogConfig) (logOpts, error) {
 	default:
 		return o, fmt.Errorf("log driver %q is not supported: use json-file or none: %w", lc.Type, errdefs.ErrInvalidArgument)
 	}
-	_, sizeSet := lc.Config["max-size"]
-	for k, v := range lc.Config {
-		switch k {
-		case "max-size":
-			n, err := parseBytes(v)
-			if err != nil || n < 0 {
-				return o, fmt.Errorf("invalid --log-opt max-size=%s: give a size such as 10m: %w", v, errdefs.ErrInvalidArgument)
-			}
-			o.maxSize = n
-			if n == 0 {
-				o.maxSize = 0 // unbounded, as the user asked
-			}
-		case "max-file":
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 {
-				return o, fmt.Errorf("invalid --log-opt max-file=%s: give a number of files, at least 1: %w", v, errdefs.ErrInvalidArgument)
-			}
-			o.maxFile = n
-		default:
-			return o, fmt.Errorf("unknown log opt '%s' for json-file log driver: known are max-size and max-file: %w", k, errdefs.ErrInvalidArgument)
-		}
+	if len(lc.Config) == 0 {
+		return o, nil
 	}
-	if _, ok := lc.Config["max-file"]; ok && o.maxFile > 1 && !sizeSet {
-		o.maxSize = defaultLogMaxSize
+	var kvs []string
+	for k, v := range lc.Config {
+		kvs = append(kvs, k+"="+v)
+	}
+	sort.Strings(kvs)
+	lo, err := opts.ParseLogOpts(kvs)
+	if err != nil {
+		return o, err
+	}
+	if _, ok := lc.Config["max-size"]; ok {
+		o.maxSize = lo.MaxSize // 0: unbounded, as the user asked
+	}
+	if _, ok := lc.Config["max-file"]; ok {
+		o.maxFile = lo.MaxFile
 	}
 	return o, nil
-}
-
-// parseBytes reads Docker's sizes: a number with an optional k, m, g, t
-// suffix (binary units), optionally followed by b.
-func parseBytes(s string) (int64, error) {
-	t := strings.ToLower(strings.TrimSpace(s))
-	t = strings.TrimSuffix(t, "b")
-	mult := int64(1)
-	if t != "" {
-		switch t[len(t)-1] {
-		case 'k':
-			mult = 1 << 10
-		case 'm':
-			mult = 1 << 20
-		case 'g':
-			mult = 1 << 30
-		case 't':
-			mult = 1 << 40
-		}
-		if mult > 1 {
-			t = t[:len(t)-1]
-		}
-	}
-	f, err := strconv.ParseFloat(t, 64)
-	if err != nil || f < 0 {
-		return 0, fmt.Errorf("invalid size %q", s)
-	}
-	return int64(f * float64(mult)), nil
 }
 
 // buildSpec turns a container record into the OCI config its bundle holds.

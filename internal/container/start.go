@@ -75,8 +75,10 @@ func (e *Engine) Start(ref string) (*Container, *Conn, error) {
 			c.State.set(StatusRunning)
 			return c, conn, nil
 		case FrameError:
+			err := parseStartError(string(p))
+			conn.Drain()
 			conn.Close()
-			return nil, nil, parseStartError(string(p))
+			return nil, nil, err
 		}
 		// Output before "started" cannot happen; skip defensively.
 	}
@@ -156,8 +158,15 @@ func (e *Engine) monitorAlive(c *Container) bool {
 		conn.Close()
 		return true
 	}
-	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-	return err == nil && strings.TrimSpace(string(comm)) == "berth-monitor"
+	// A killed monitor may linger as a zombie until init reaps it: alive
+	// means named berth-monitor and not in state Z.
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(stat)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && strings.Contains(s[:i], "(berth-monitor") && len(s) > i+2 && s[i+2] != 'Z' && s[i+2] != 'X'
 }
 
 // waitExit waits until the container's monitor reports its exit, or the
@@ -181,6 +190,7 @@ func (e *Engine) waitExit(c *Container, deadline time.Time) (int, error) {
 			}
 			if t == FrameExited {
 				code, _ := strconv.Atoi(string(p))
+				conn.Drain()
 				return code, nil
 			}
 		}

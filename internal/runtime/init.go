@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -197,6 +198,11 @@ func execProcess(cfg *initConfig, sock *os.File, beforeExec func() error) error 
 	if _, err := unix.Setsid(); err != nil && !errors.Is(err, unix.EPERM) {
 		return os.NewSyscallError("setsid", err)
 	}
+	if u, ok := spec.Annotations[UserAnnotation]; ok {
+		if err := resolveUserInRoot(p, u); err != nil {
+			return err
+		}
+	}
 	if p.Terminal {
 		if cfg.ConsoleFd < 0 {
 			return fmt.Errorf("process.terminal is true but no console socket was given (use --console-socket)")
@@ -358,4 +364,37 @@ func openatRaw(dirfd int, path string, flags int) (int, error) {
 		return -1, e
 	}
 	return int(fd), nil
+}
+
+// resolveUserInRoot resolves UserAnnotation from the container's own
+// /etc/passwd and /etc/group (we are past pivot_root: "/" is its root) and
+// sets the process's ids; HOME comes from passwd unless the config sets it.
+func resolveUserInRoot(p *specs.Process, spec string) error {
+	open := func(name string) io.Reader {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil // absent: only numeric ids resolve
+		}
+		return f
+	}
+	passwd, group := open("/etc/passwd"), open("/etc/group")
+	for _, r := range []io.Reader{passwd, group} {
+		if f, ok := r.(*os.File); ok {
+			defer f.Close()
+		}
+	}
+	u, err := ResolveUser(spec, passwd, group)
+	if err != nil {
+		return fmt.Errorf("process.user %q: %w", spec, err)
+	}
+	p.User.UID, p.User.GID = u.UID, u.GID
+	p.User.AdditionalGids = append(u.AdditionalGids, p.User.AdditionalGids...)
+	home := false
+	for _, kv := range p.Env {
+		home = home || strings.HasPrefix(kv, "HOME=")
+	}
+	if !home && u.Home != "" {
+		p.Env = append(p.Env, "HOME="+u.Home)
+	}
+	return nil
 }

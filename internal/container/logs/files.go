@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/berth-dev/berth/internal/errdefs"
 )
@@ -80,6 +82,7 @@ func Paths(dir, id string) ([]string, error) {
 // logFile is an open log file and what fstat said of it when opened.
 type logFile struct {
 	f    *os.File
+	path string // its name when opened; rotation may have changed it since
 	fi   os.FileInfo
 	size int64
 }
@@ -90,66 +93,125 @@ func closeAll(files []*logFile) {
 	}
 }
 
-// openAll opens id's log files, oldest first, as one consistent set: the
-// writer may rotate between two opens, which would make the set skip a
-// file or hold one twice. Every rotation changes what every existing name
-// points to, so re-checking the names after opening detects it, and the
-// set is opened again.
+// errBusy is openSet failing to see the files hold still.
+var errBusy = errors.New("log files keep changing while opened")
+
+// openAll opens all of id's log files, oldest first, as one consistent
+// set. When the writer rotates without pause, it settles for the files it
+// could open, each once.
 func openAll(dir, id string) ([]*logFile, error) {
-	const attempts = 10
+	files, err := openSet(dir, id, nil)
+	if errors.Is(err, errBusy) {
+		return openSetOnce(dir, id)
+	}
+	return files, err
+}
+
+// openSet opens id's log files, oldest first, as one consistent set, or
+// with after set, only the files newer than after's: it opens from the
+// newest down and stops at after's file.
+//
+// The writer may rotate while the files are opened one by one, which
+// would make the set skip a file or hold one twice. A rotation changes
+// what every existing name points to, so checking each name again after
+// opening detects it, and the set is opened again. The writer renames
+// from the oldest down, so a set caught mid-rotation, with a gap in the
+// numbers, is still in order.
+func openSet(dir, id string, after *logFile) ([]*logFile, error) {
+	const attempts = 20
 	for attempt := 1; ; attempt++ {
-		paths, err := Paths(dir, id)
-		if err != nil {
-			return nil, err
-		}
-		var files []*logFile
-		consistent := true
-		for _, p := range paths {
-			f, err := os.Open(p)
-			if errors.Is(err, fs.ErrNotExist) {
-				consistent = false // rotated away since the listing
-				continue
-			}
-			if err != nil {
-				closeAll(files)
-				return nil, fmt.Errorf("open log: %w", err)
-			}
-			fi, err := f.Stat()
-			if err != nil {
-				f.Close()
-				closeAll(files)
-				return nil, fmt.Errorf("open log: %w", err)
-			}
-			files = append(files, &logFile{f: f, fi: fi, size: fi.Size()})
-		}
-		for i, lf := range files {
-			if !consistent {
-				break
-			}
-			fi, err := os.Stat(paths[i])
-			consistent = err == nil && os.SameFile(fi, lf.fi)
-		}
-		if consistent {
-			return files, nil
+		files, ok, err := openSetTry(dir, id, after)
+		if err != nil || ok {
+			return files, err
 		}
 		if attempt == attempts {
-			// A writer rotating ten times in a row within microseconds:
-			// keep what was opened, each file once, so at worst a reader
-			// misses some of a log it could not have kept up with.
-			return dedup(files), nil
+			return nil, errBusy
 		}
-		closeAll(files)
+		// Let the writer finish its renames: one rotation is a few
+		// syscalls per file kept.
+		time.Sleep(time.Duration(attempt) * 100 * time.Microsecond)
 	}
 }
 
-func dedup(files []*logFile) []*logFile {
-	out := files[:0]
-	for _, lf := range files {
-		if slices.ContainsFunc(out, func(o *logFile) bool { return os.SameFile(o.fi, lf.fi) }) {
-			lf.f.Close()
+func openSetTry(dir, id string, after *logFile) (files []*logFile, ok bool, err error) {
+	paths, err := Paths(dir, id)
+	if err != nil {
+		return nil, false, err
+	}
+	found, foundPath := false, ""
+	defer func() {
+		if !ok || err != nil {
+			closeAll(files)
+			files = nil
+		}
+	}()
+	for i := len(paths) - 1; i >= 0 && !found; i-- {
+		f, err := os.Open(paths[i])
+		if errors.Is(err, fs.ErrNotExist) {
+			return files, false, nil // renamed since the listing
+		}
+		if err != nil {
+			return files, false, fmt.Errorf("open log: %w", err)
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return files, false, fmt.Errorf("open log: %w", err)
+		}
+		if after != nil && os.SameFile(fi, after.fi) {
+			f.Close()
+			found, foundPath = true, paths[i]
 			continue
 		}
-		out = append(out, lf)
+		files = append(files, &logFile{f: f, path: paths[i], fi: fi, size: fi.Size()})
 	}
-	return out
+	for _, lf := range files {
+		if fi, err := os.Stat(lf.path); err != nil || !os.SameFile(fi, lf.fi) {
+			return files, false, nil
+		}
+	}
+	if after != nil {
+		if found {
+			if fi, err := os.Stat(foundPath); err != nil || !os.SameFile(fi, after.fi) {
+				return files, false, nil
+			}
+		} else if linked(after.f) {
+			// Not deleted, so it is under a name the listing missed.
+			return files, false, nil
+		}
+	}
+	slices.Reverse(files)
+	return files, true, nil
+}
+
+// linked reports whether f still has a name.
+func linked(f *os.File) bool {
+	fi, err := f.Stat()
+	if err != nil {
+		return true
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return !ok || st.Nlink > 0
+}
+
+// openSetOnce opens what it can, each file once, in the listing's order.
+func openSetOnce(dir, id string) ([]*logFile, error) {
+	paths, err := Paths(dir, id)
+	if err != nil {
+		return nil, err
+	}
+	var files []*logFile
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		fi, err := f.Stat()
+		if err != nil || slices.ContainsFunc(files, func(o *logFile) bool { return os.SameFile(o.fi, fi) }) {
+			f.Close()
+			continue
+		}
+		files = append(files, &logFile{f: f, path: p, fi: fi, size: fi.Size()})
+	}
+	return files, nil
 }

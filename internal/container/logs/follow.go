@@ -43,13 +43,22 @@ func (r *reader) follow() error {
 
 	stopping := false
 	for {
-		if err := r.pump(&cur); err != nil {
+		var retry <-chan time.Time
+		switch err := r.pump(&cur); {
+		case errors.Is(err, errBusy):
+			// The writer is mid-rotation again and again; look again
+			// shortly even if it then falls silent.
+			t := time.NewTimer(pollInterval)
+			defer t.Stop()
+			retry = t.C
+		case err != nil:
 			return err
 		}
-		if stopping {
+		if stopping && retry == nil {
 			return nil
 		}
 		select {
+		case <-retry:
 		case <-r.ctx.Done():
 			return r.ctx.Err()
 		case <-r.opts.Stop:
@@ -90,11 +99,16 @@ func (r *reader) pump(cur **lineReader) error {
 			}
 			c.dropPartial()
 		}
-		files, err := openAll(r.dir, r.id)
+		var newer []*logFile
+		var err error
+		if c == nil {
+			newer, err = openAll(r.dir, r.id)
+		} else {
+			newer, err = openSet(r.dir, r.id, c.lf)
+		}
 		if err != nil {
 			return err
 		}
-		newer := newerThan(files, c)
 		if len(newer) == 0 {
 			return nil // the writer has not created the next file yet
 		}
@@ -141,22 +155,6 @@ func (r *reader) wholes(rotated []*logFile, off int64) error {
 		off = 0
 	}
 	return nil
-}
-
-// newerThan returns the files of the set that come after c's file and
-// closes the others. When c's file is not in the set it was rotated past
-// the last kept file and deleted, so every file in the set is newer.
-func newerThan(files []*logFile, c *lineReader) []*logFile {
-	if c == nil {
-		return files
-	}
-	for i, lf := range files {
-		if os.SameFile(lf.fi, c.lf.fi) {
-			closeAll(files[:i+1])
-			return files[i+1:]
-		}
-	}
-	return files
 }
 
 // truncated reports whether the file shrank below what was read, as a

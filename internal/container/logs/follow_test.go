@@ -18,7 +18,8 @@ import (
 type follower struct {
 	stop   chan struct{}
 	cancel context.CancelFunc
-	done   chan error
+	done   chan struct{} // closed when Read has returned err
+	err    error
 	mu     sync.Mutex
 	got    []string
 }
@@ -26,10 +27,11 @@ type follower struct {
 func startFollow(t *testing.T, dir string, opts ReadOpts) *follower {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &follower{stop: make(chan struct{}), cancel: cancel, done: make(chan error, 1)}
+	f := &follower{stop: make(chan struct{}), cancel: cancel, done: make(chan struct{})}
 	opts.Follow, opts.Stop = true, f.stop
 	go func() {
-		f.done <- Read(ctx, dir, id, opts, func(e Entry) error {
+		defer close(f.done)
+		f.err = Read(ctx, dir, id, opts, func(e Entry) error {
 			f.mu.Lock()
 			f.got = append(f.got, string(e.Log))
 			f.mu.Unlock()
@@ -68,13 +70,24 @@ func (f *follower) waitFor(t *testing.T, n int) []string {
 	}
 }
 
+func (f *follower) waitForOrNot(n int) []string {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := f.entries()
+		if len(got) >= n || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // finish closes Stop and returns what Read delivered and returned.
 func (f *follower) finish(t *testing.T) ([]string, error) {
 	t.Helper()
 	close(f.stop)
 	select {
-	case err := <-f.done:
-		return f.entries(), err
+	case <-f.done:
+		return f.entries(), f.err
 	case <-time.After(10 * time.Second):
 		t.Fatal("Read did not return 10s after Stop")
 		return nil, nil
@@ -154,6 +167,7 @@ func TestFollowRotationWhileReading(t *testing.T) {
 		want := numbered(w, 0, 100)
 		f := startFollow(t, dir, ReadOpts{Tail: 30})
 		want = want[70:]
+		f.waitFor(t, 30)
 		const n = 5000
 		for i := 100; i < 100+n; i++ {
 			want = append(want, numbered(w, i, 1)...)
@@ -161,10 +175,14 @@ func TestFollowRotationWhileReading(t *testing.T) {
 				time.Sleep(time.Millisecond) // let the follower catch up now and then
 			}
 		}
-		f.waitFor(t, len(want))
+		if got := f.waitForOrNot(len(want)); len(got) < len(want) {
+			i := firstDiff(got, want)
+			t.Fatalf("follower has %d entries after 10s, want %d; first difference at %d: %q vs %q", len(got), len(want), i, got[i:min(i+5, len(got))], want[i:min(i+5, len(want))])
+		}
 		got, err := f.finish(t)
 		if err != nil || !slices.Equal(got, want) {
-			t.Fatalf("got %d entries (%v), want %d; first difference at %d", len(got), err, len(want), firstDiff(got, want))
+			i := firstDiff(got, want)
+			t.Fatalf("got %d entries (%v), want %d; first difference at %d: %q vs %q", len(got), err, len(want), i, got[i:min(i+5, len(got))], want[i:min(i+5, len(want))])
 		}
 	})
 }
@@ -242,9 +260,9 @@ func TestFollowUntil(t *testing.T) {
 	want := numbered(w, 0, 2)
 	f := startFollow(t, dir, ReadOpts{Tail: -1, Until: time.Now().Add(300 * time.Millisecond)})
 	select {
-	case err := <-f.done:
-		if got := f.entries(); err != nil || !slices.Equal(got, want) {
-			t.Fatalf("got %q, %v; want %q", got, err, want)
+	case <-f.done:
+		if got := f.entries(); f.err != nil || !slices.Equal(got, want) {
+			t.Fatalf("got %q, %v; want %q", got, f.err, want)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("follow with until did not end when until passed")

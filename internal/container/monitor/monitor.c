@@ -530,7 +530,7 @@ static int exit_hook(int code) {
 	int out[2];
 	if (pipe2(out, O_CLOEXEC) < 0)
 		return -1;
-	char *argv[] = {"berth", "--root", (char *)root, "--run-root", (char *)runroot, "monitor-hook", "exit", (char *)id, c, NULL};
+	char *argv[] = {"berth", "--root", (char *)root, "--run-root", (char *)runroot, "monitor-hook", "--", "exit", (char *)id, c, NULL};
 	int fds[1] = {out[1]};
 	pid_t hook = spawn_hook(argv, fds, 1);
 	close(out[1]);
@@ -722,6 +722,7 @@ static int monitor_main(int argc, char **argv) {
 	if (logpath)
 		log_open();
 
+	int final_code = -1;
 	for (;;) {
 		ctr_status = -1;
 		ctr_pid = start_container();
@@ -745,13 +746,7 @@ static int monitor_main(int argc, char **argv) {
 		// to a host with nothing left.
 		int delay = exit_hook(code);
 		if (delay < 0 || code < 0) {
-			if (code >= 0) {
-				char c[16];
-				int n = snprintf(c, sizeof(c), "%d", code);
-				broadcast('X', c, (size_t)n, 0);
-			} else {
-				broadcast('E', start_err, start_errlen, 0);
-			}
+			final_code = code;
 			break;
 		}
 		struct timespec ts = {.tv_sec = delay / 1000, .tv_nsec = (delay % 1000) * 1000000L};
@@ -760,9 +755,19 @@ static int monitor_main(int argc, char **argv) {
 	}
 	if (logfd >= 0)
 		close(logfd);
+	// The run directory goes before the last word, and the connections
+	// close just before we exit: a client that reads to EOF knows the
+	// container is recorded, cleaned up and its monitor gone.
+	cleanup_rundir();
+	if (final_code >= 0) {
+		char c[16];
+		int n = snprintf(c, sizeof(c), "%d", final_code);
+		broadcast('X', c, (size_t)n, 0);
+	} else {
+		broadcast('E', start_err, start_errlen, 0);
+	}
 	for (int i = 0; i < MAX_CLIENTS; i++)
 		client_close(&clients[i]);
-	cleanup_rundir();
 	return 0;
 }
 

@@ -1,0 +1,530 @@
+package container_test
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/internal/testutil"
+)
+
+// These tests drive the built binary as a user would, each over its own
+// roots, and check from outside (/proc, /sys/fs/cgroup, the run root).
+
+var berthBin string
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	code := func() int {
+		if testing.Short() || os.Getuid() != 0 {
+			return m.Run() // the e2e tests skip themselves
+		}
+		dir, err := os.MkdirTemp("", "berth-container-bin")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		if berthBin, err = testutil.BuildBerth(dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// newBerth gives the test an engine with a busybox image "bb" and checks,
+// at the end, that nothing of the test's containers is left on the host.
+func newBerth(t *testing.T) *testutil.Berth {
+	t.Helper()
+	testutil.RequiresRoot(t)
+	if berthBin == "" {
+		t.Skip("needs the berth binary (built by TestMain; skipped with -short)")
+	}
+	b := testutil.NewBerth(t, berthBin)
+	b.ImportBusybox("bb", nil)
+	t.Cleanup(func() {
+		if ids := strings.Fields(b.Must("ps", "-aq", "--no-trunc")); len(ids) > 0 {
+			b.Run(append([]string{"rm", "-f"}, ids...)...)
+		}
+		checkNoResidue(t, b)
+	})
+	return b
+}
+
+// checkNoResidue is the zero-residue contract: no container directory,
+// run directory, cgroup, mount or process of b's engine is left.
+func checkNoResidue(t *testing.T, b *testutil.Berth) {
+	t.Helper()
+	// The last monitor closes its socket just before it exits.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(monitorsOf(b)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if pids := monitorsOf(b); len(pids) > 0 {
+		t.Errorf("monitors left running: %v", pids)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(b.Root, "containers")); len(ents) > 0 {
+		t.Errorf("container directories left: %d", len(ents))
+	}
+	if ents, _ := os.ReadDir(b.RunRoot); len(ents) > 0 {
+		var names []string
+		for _, e := range ents {
+			if e.Name() == "runtime" {
+				if sub, _ := os.ReadDir(filepath.Join(b.RunRoot, "runtime")); len(sub) == 0 {
+					continue
+				}
+			}
+			names = append(names, e.Name())
+		}
+		if len(names) > 0 {
+			t.Errorf("run root entries left: %v", names)
+		}
+	}
+	if ents, _ := os.ReadDir(filepath.Join(b.Root, "snapshots", "active")); len(ents) > 0 {
+		t.Errorf("active snapshots left: %d", len(ents))
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mi), b.Root) {
+		t.Errorf("mounts under the engine root left in the host's mountinfo")
+	}
+}
+
+// monitorsOf lists the monitor processes of b's engine (by their argv).
+func monitorsOf(b *testutil.Berth) []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmd, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(cmd), "\x00")
+		if len(args) > 3 && args[1] == "monitor" && args[3] == b.Root {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func TestRunForeground(t *testing.T) {
+	b := newBerth(t)
+	out, errs, code := b.Run("run", "--name", "fg", "bb", "sh", "-c", "echo out; echo err >&2; exit 3")
+	if out != "out\n" || errs != "err\n" || code != 3 {
+		t.Fatalf("run: stdout %q stderr %q code %d", out, errs, code)
+	}
+	if got := b.Must("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "fg"); got != "exited 3" {
+		t.Errorf("inspect after exit: %q", got)
+	}
+	out, _, code = b.Run("run", "--rm", "bb", "echo", "gone")
+	if out != "gone\n" || code != 0 {
+		t.Fatalf("run --rm: %q %d", out, code)
+	}
+	if ids := b.Must("ps", "-aq"); len(strings.Fields(ids)) != 1 {
+		t.Errorf("run --rm left a container: ps -a shows %q", ids)
+	}
+	// stdin with -i reaches the process and its end closes it.
+	out, _, code = b.RunInput(strings.NewReader("piped\n"), "run", "--rm", "-i", "bb", "cat")
+	if out != "piped\n" || code != 0 {
+		t.Errorf("run -i: %q %d", out, code)
+	}
+}
+
+func TestImageConfigAndOptions(t *testing.T) {
+	b := newBerth(t)
+	out := b.Must("run", "--rm", "-e", "FOO=bar", "-w", "/tmp", "--hostname", "box", "-u", "1000:1000",
+		"bb", "sh", "-c", `echo $FOO $(pwd) $(hostname) $(id -u):$(id -g)`)
+	if out != "bar /tmp box 1000:1000" {
+		t.Errorf("env/workdir/hostname/user: %q", out)
+	}
+	// A user name resolves in the image's own /etc/passwd, with its
+	// groups, and sets HOME.
+	out = b.Must("run", "--rm", "-u", "app", "bb", "sh", "-c", `echo $(id -u) $(id -g) $(id -G) $HOME`)
+	if out != "1000 1000 1000 2000 /home/app" {
+		t.Errorf("-u app: %q", out)
+	}
+	if _, errs, code := b.Run("run", "--rm", "-u", "nosuch", "bb", "true"); code == 0 || !strings.Contains(errs, "nosuch") {
+		t.Errorf("-u nosuch: code %d, %q", code, errs)
+	}
+	// --entrypoint drops the image's command; arguments follow.
+	if out := b.Must("run", "--rm", "--entrypoint", "echo", "bb", "a", "b"); out != "a b" {
+		t.Errorf("--entrypoint: %q", out)
+	}
+	// --read-only root, with a writable --tmpfs.
+	out, _, code := b.Run("run", "--rm", "--read-only", "--tmpfs", "/scratch", "bb", "sh", "-c",
+		"touch /x 2>/dev/null && echo wrote-root; touch /scratch/y && echo wrote-tmpfs")
+	if code != 0 || out != "wrote-tmpfs\n" {
+		t.Errorf("--read-only/--tmpfs: %q code %d", out, code)
+	}
+	// A bind mount, read-only.
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "f"), []byte("host\n"), 0o644)
+	out, _, code = b.Run("run", "--rm", "-v", dir+":/data:ro", "bb", "sh", "-c", "cat /data/f; echo x > /data/g || echo refused")
+	if code != 0 || out != "host\nrefused\n" {
+		t.Errorf("-v ro: %q code %d", out, code)
+	}
+	// Labels, as ps filters see them.
+	id := b.Must("create", "-l", "tier=web", "--name", "labelled", "bb", "true")
+	if got := b.Must("ps", "-aq", "--no-trunc", "--filter", "label=tier=web"); got != id {
+		t.Errorf("ps --filter label: %q, want %q", got, id)
+	}
+	if got := b.Must("ps", "-a", "--filter", "name=label", "--format", "{{.Names}} {{.State}}"); got != "labelled created" {
+		t.Errorf("ps --format: %q", got)
+	}
+}
+
+func TestExitCodesAndBadInput(t *testing.T) {
+	b := newBerth(t)
+	cases := []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"run", "--rm", "bb", "nosuchcmd"}, 127, "nosuchcmd"},
+		{[]string{"run", "--rm", "bb", "/etc/passwd"}, 126, "permission denied"},
+		{[]string{"run", "--rm", "nosuchimage"}, 125, "unable to find image"},
+		{[]string{"run", "--rm", "--bogus", "bb"}, 125, "unknown flag"},
+		{[]string{"run", "--rm", "-m", "12zz", "bb", "true"}, 125, "--memory"},
+		{[]string{"run", "--rm", "-v", "/no/such/dir:/x", "bb", "true"}, 125, "does not exist"},
+		{[]string{"run", "--rm", "--restart", "always", "bb", "true"}, 125, "--restart"},
+	}
+	for _, c := range cases {
+		_, errs, code := b.Run(c.args...)
+		if code != c.code || !strings.Contains(errs, c.msg) || strings.Count(strings.TrimSpace(errs), "\n") > 0 {
+			t.Errorf("berth %s: code %d, stderr %q; want %d and one line with %q", strings.Join(c.args, " "), code, errs, c.code, c.msg)
+		}
+	}
+	if _, err := os.Stat("/no/such/dir"); err == nil {
+		t.Errorf("a missing bind source was created")
+	}
+	if ids := b.Must("ps", "-aq"); ids != "" {
+		t.Errorf("failed runs left containers: %q", ids)
+	}
+	// A name in use, rm of a running container.
+	b.Must("run", "-d", "--name", "taken", "bb", "sleep", "100")
+	if _, errs, code := b.Run("run", "-d", "--name", "taken", "bb", "true"); code != 125 || !strings.Contains(errs, "already in use") {
+		t.Errorf("name in use: %d %q", code, errs)
+	}
+	if _, errs, code := b.Run("rm", "taken"); code != 1 || !strings.Contains(errs, "stop the container") {
+		t.Errorf("rm running: %d %q", code, errs)
+	}
+	if _, errs, code := b.Run("stop", "nosuch"); code != 1 || !strings.Contains(errs, "no such container") {
+		t.Errorf("stop missing: %d %q", code, errs)
+	}
+	b.Must("rm", "-f", "taken")
+	// A failed start without --rm leaves the container created, with the
+	// error recorded, as Docker does.
+	if _, _, code := b.Run("run", "--name", "broken", "bb", "nosuchcmd"); code != 127 {
+		t.Errorf("run nosuchcmd: %d", code)
+	}
+	if got := b.Must("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "broken"); got != "created 127" {
+		t.Errorf("after failed start: %q", got)
+	}
+}
+
+func TestDetachedLifecycle(t *testing.T) {
+	b := newBerth(t)
+	id := b.Must("run", "-d", "--name", "ticker", "--init", "bb", "sh", "-c",
+		`trap 'echo got TERM; exit 0' TERM; i=0; while true; do echo line $i; i=$((i+1)); sleep 0.05; done`)
+	if len(id) != 64 {
+		t.Fatalf("run -d printed %q, want a 64-hex ID", id)
+	}
+	waitFor(t, "two log lines", func() bool { return strings.Count(b.Must("logs", "ticker"), "\n") >= 1 })
+	if got := b.Must("ps", "--format", "{{.ID}} {{.Names}} {{.State}}"); got != id[:12]+" ticker running" {
+		t.Errorf("ps: %q", got)
+	}
+	// Prefix lookup by ID.
+	if got := b.Must("inspect", "-f", "{{.Name}}", id[:6]); got != "/ticker" {
+		t.Errorf("inspect by prefix: %q", got)
+	}
+	if got := b.Must("logs", "--tail", "1", "ticker"); !strings.HasPrefix(got, "line ") {
+		t.Errorf("logs --tail 1: %q", got)
+	}
+	if got := b.Must("logs", "-t", "--tail", "1", "ticker"); !strings.Contains(got, "Z line ") {
+		t.Errorf("logs -t: %q", got)
+	}
+	b.Must("pause", "ticker")
+	if got := b.Must("inspect", "-f", "{{.State.Status}}", "ticker"); got != "paused" {
+		t.Errorf("after pause: %q", got)
+	}
+	b.Must("unpause", "ticker")
+	b.Must("rename", "ticker", "tocker")
+	start := time.Now()
+	b.Must("stop", "-t", "20", "tocker")
+	if time.Since(start) > 15*time.Second {
+		t.Errorf("stop waited for the timeout: the TERM did not reach the process")
+	}
+	if got := b.Must("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "tocker"); got != "exited 0" {
+		t.Errorf("after stop: %q", got)
+	}
+	if !strings.Contains(b.Must("logs", "tocker"), "got TERM") {
+		t.Errorf("the trap's output is not in the log")
+	}
+	if got := b.Must("wait", "tocker"); got != "0" {
+		t.Errorf("wait on exited: %q", got)
+	}
+	// start again, then kill: 137.
+	b.Must("start", "tocker")
+	b.Must("kill", "tocker")
+	if got := b.Must("wait", "tocker"); got != "137" {
+		t.Errorf("wait after kill: %q", got)
+	}
+	// A process that ignores TERM is killed after -t: 137.
+	b.Must("run", "-d", "--name", "stubborn", "bb", "sleep", "100")
+	b.Must("stop", "-t", "1", "stubborn")
+	if got := b.Must("inspect", "-f", "{{.State.ExitCode}}", "stubborn"); got != "137" {
+		t.Errorf("stop of a TERM-ignoring PID 1: %q, want 137", got)
+	}
+	b.Must("restart", "-t", "1", "stubborn")
+	if got := b.Must("inspect", "-f", "{{.State.Status}}", "stubborn"); got != "running" {
+		t.Errorf("after restart: %q", got)
+	}
+	out := b.Must("container", "prune", "-f")
+	if !strings.Contains(out, id) || strings.Contains(out, "stubborn") {
+		t.Errorf("container prune: %q", out)
+	}
+	b.Must("rm", "-f", "stubborn")
+}
+
+func TestInspectShape(t *testing.T) {
+	b := newBerth(t)
+	b.Must("create", "--name", "shape", "-m", "64m", "--restart", "on-failure:3", "bb", "sleep", "1")
+	var got []map[string]any
+	if err := json.Unmarshal([]byte(b.Must("inspect", "shape")), &got); err != nil || len(got) != 1 {
+		t.Fatalf("inspect is not a JSON array of one: %v", err)
+	}
+	for _, k := range []string{"Id", "Created", "Path", "Args", "State", "Image", "Name", "HostConfig", "Config", "Mounts", "LogPath", "GraphDriver", "NetworkSettings"} {
+		if _, ok := got[0][k]; !ok {
+			t.Errorf("inspect lacks %s", k)
+		}
+	}
+	hc := got[0]["HostConfig"].(map[string]any)
+	if hc["Memory"].(float64) != 64<<20 || hc["RestartPolicy"].(map[string]any)["MaximumRetryCount"].(float64) != 3 {
+		t.Errorf("HostConfig: %v", hc)
+	}
+}
+
+func TestRestartPolicy(t *testing.T) {
+	b := newBerth(t)
+	b.Must("run", "-d", "--name", "flaky", "--restart", "on-failure:2", "bb", "sh", "-c", "echo run; exit 1")
+	waitFor(t, "the retries to end", func() bool {
+		return b.Must("inspect", "-f", "{{.State.Status}} {{.RestartCount}}", "flaky") == "exited 2"
+	})
+	if n := strings.Count(b.Must("logs", "flaky"), "run"); n != 3 {
+		t.Errorf("ran %d times, want 3 (1 + 2 restarts)", n)
+	}
+	// always restarts until stopped, and stop ends it for good.
+	b.Must("run", "-d", "--name", "loop", "--restart", "always", "bb", "sh", "-c", "sleep 0.1; exit 0")
+	waitFor(t, "a restart", func() bool {
+		n, _ := strconv.Atoi(b.Must("inspect", "-f", "{{.RestartCount}}", "loop"))
+		return n >= 2
+	})
+	b.Must("stop", "-t", "1", "loop")
+	time.Sleep(500 * time.Millisecond)
+	if got := b.Must("inspect", "-f", "{{.State.Status}}", "loop"); got != "exited" {
+		t.Errorf("always after stop: %q", got)
+	}
+}
+
+func TestCgroupLimits(t *testing.T) {
+	b := newBerth(t)
+	id := b.Must("run", "-d", "-m", "64m", "--pids-limit", "50", "--cpus", "0.5", "bb", "sleep", "100")
+	pid := b.Must("inspect", "-f", "{{.State.Pid}}", id)
+	cg, err := os.ReadFile("/proc/" + pid + "/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(cg), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		switch f[1] {
+		case "memory":
+			checkFile(t, "/sys/fs/cgroup/memory"+f[2]+"/memory.limit_in_bytes", strconv.Itoa(64<<20))
+		case "pids":
+			checkFile(t, "/sys/fs/cgroup/pids"+f[2]+"/pids.max", "50")
+		case "cpu,cpuacct":
+			checkFile(t, "/sys/fs/cgroup/cpu,cpuacct"+f[2]+"/cpu.cfs_quota_us", "50000")
+		}
+	}
+	b.Must("rm", "-f", id)
+	if _, err := os.Stat("/sys/fs/cgroup/memory/berth/" + id); err == nil {
+		t.Errorf("the container's cgroup is left after rm -f")
+	}
+}
+
+func checkFile(t *testing.T, path, want string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Errorf("%v", err)
+		return
+	}
+	if got := strings.TrimSpace(string(data)); got != want {
+		t.Errorf("%s = %s, want %s", path, got, want)
+	}
+}
+
+// TestMonitorKilled: kill -9 of a container's monitor leaves the container
+// running and manageable.
+func TestMonitorKilled(t *testing.T) {
+	b := newBerth(t)
+	id := b.Must("run", "-d", "bb", "sleep", "100")
+	mons := monitorsOf(b)
+	if len(mons) != 1 {
+		t.Fatalf("monitors: %v", mons)
+	}
+	if err := syscallKill(mons[0]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the monitor to die", func() bool { return len(monitorsOf(b)) == 0 })
+	if got := b.Must("ps", "-q"); got != id[:12] {
+		t.Errorf("ps after the monitor died: %q", got)
+	}
+	b.Must("stop", "-t", "1", id)
+	if got := b.Must("inspect", "-f", "{{.State.Status}}", id); got != "exited" {
+		t.Errorf("after stop: %q", got)
+	}
+	b.Must("rm", id)
+}
+
+// TestInitReapsZombies: with --init, a process that orphans a thousand
+// children leaves no zombie; without it, they pile up under sleep as PID 1.
+func TestInitReapsZombies(t *testing.T) {
+	b := newBerth(t)
+	script := `i=0; while [ $i -lt 1000 ]; do (sleep 0 &) ; i=$((i+1)); done; touch /tmp/spawned; exec sleep 100`
+	count := func(init bool) int {
+		args := []string{"run", "-d"}
+		if init {
+			args = append(args, "--init")
+		}
+		id := b.Must(append(args, "bb", "sh", "-c", script)...)
+		defer b.Must("rm", "-f", id)
+		pid, _ := strconv.Atoi(b.Must("inspect", "-f", "{{.State.Pid}}", id))
+		waitFor(t, "the children to be spawned", func() bool {
+			_, err := os.Stat(fmt.Sprintf("/proc/%d/root/tmp/spawned", pid))
+			return err == nil
+		})
+		time.Sleep(300 * time.Millisecond)
+		return zombiesUnder(pid)
+	}
+	if n := count(true); n != 0 {
+		t.Errorf("with --init: %d zombies", n)
+	}
+	if n := count(false); n < 900 {
+		t.Logf("without --init: %d zombies (the control: sleep as PID 1 reaps nothing)", n)
+	}
+}
+
+// zombiesUnder counts zombie processes in the pid namespace of pid.
+func zombiesUnder(pid int) int {
+	ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
+	n := 0
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		if other, _ := os.Readlink("/proc/" + e.Name() + "/ns/pid"); other != ns {
+			continue
+		}
+		st, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(st)
+		if i := strings.LastIndexByte(s, ')'); i > 0 && len(s) > i+2 && s[i+2] == 'Z' {
+			n++
+		}
+	}
+	return n
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestLogRotationBounded: with max-size and max-file, the log keeps at
+// most that much, in whole entries, newest last.
+func TestLogRotationBounded(t *testing.T) {
+	b := newBerth(t)
+	id := b.Must("run", "-d", "--log-opt", "max-size=100k", "--log-opt", "max-file=2", "bb", "sh", "-c",
+		`i=0; while [ $i -lt 20000 ]; do echo "line $i"; i=$((i+1)); done`)
+	b.Must("wait", id)
+	logPath := b.Must("inspect", "-f", "{{.LogPath}}", id)
+	var total int64
+	for _, p := range []string{logPath, logPath + ".1", logPath + ".2"} {
+		if fi, err := os.Stat(p); err == nil {
+			total += fi.Size()
+			if p == logPath+".2" {
+				t.Errorf("max-file=2 kept a third file")
+			}
+		}
+	}
+	if total > 2*100_000+4096 {
+		t.Errorf("log files hold %d bytes, more than max-size x max-file", total)
+	}
+	out := b.Must("logs", id)
+	lines := strings.Split(out, "\n")
+	if lines[len(lines)-1] != "line 19999" {
+		t.Errorf("last line %q", lines[len(lines)-1])
+	}
+	// No gap inside what was kept.
+	first, _ := strconv.Atoi(strings.TrimPrefix(lines[0], "line "))
+	for i, l := range lines {
+		if l != fmt.Sprintf("line %d", first+i) {
+			t.Fatalf("line %d is %q, want line %d: a gap", i, l, first+i)
+		}
+	}
+}
+
+func syscallKill(pid int) error {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return err
+	}
+	return p.Kill()
+}
+
+func TestVolumes(t *testing.T) {
+	b := newBerth(t)
+	b.Must("run", "--rm", "-v", "data:/data", "bb", "sh", "-c", "echo kept > /data/f")
+	if out := b.Must("run", "--rm", "-v", "data:/data:ro", "bb", "cat", "/data/f"); out != "kept" {
+		t.Errorf("named volume content: %q", out)
+	}
+	if out := b.Must("volume", "ls", "-q"); out != "data" {
+		t.Errorf("volume ls: %q", out)
+	}
+	// In use: rm refused; --mount syntax; anonymous volume removed with rm -v.
+	id := b.Must("run", "-d", "--mount", "type=volume,source=data,target=/d", "-v", "/anon", "bb", "sleep", "100")
+	if _, errs, code := b.Run("volume", "rm", "data"); code == 0 || !strings.Contains(errs, "in use") {
+		t.Errorf("volume rm in use: %d %q", code, errs)
+	}
+	if n := len(strings.Fields(b.Must("volume", "ls", "-q"))); n != 2 {
+		t.Errorf("volumes with an anonymous one: %d", n)
+	}
+	b.Must("rm", "-f", "-v", id)
+	if out := b.Must("volume", "ls", "-q"); out != "data" {
+		t.Errorf("after rm -v: %q", out)
+	}
+	b.Must("volume", "rm", "data")
+}
