@@ -14,17 +14,23 @@ const module = "github.com/berth-dev/berth/"
 // import (docs: ARCHITECTURE "arrows point down"): the runtime knows nothing
 // of images or containers, the engine never imports its faces (cli, api).
 var forbidden = map[string][]string{
-	"internal/errdefs":  {"internal/"},
-	"internal/mount":    {"internal/"},
-	"internal/cgroups":  {"internal/runtime", "internal/cli", "internal/image", "internal/content", "internal/snapshot", "internal/container", "internal/network"},
-	"internal/runtime":  {"internal/cli", "internal/api", "internal/image", "internal/content", "internal/snapshot", "internal/container", "internal/network", "internal/volume", "internal/registry", "internal/build", "internal/stack"},
-	"internal/image":    {"internal/container", "internal/runtime", "internal/cli", "internal/api"},
-	"internal/content":  {"internal/image", "internal/container", "internal/runtime", "internal/cli", "internal/api"},
-	"internal/snapshot": {"internal/container", "internal/runtime", "internal/cli", "internal/api"},
-	"internal/build":    {"internal/runtime", "internal/network", "internal/cli"},
-	"internal/stack":    {"internal/runtime", "internal/network", "internal/cli"},
-	"internal/registry": {"internal/runtime", "internal/network", "internal/container", "internal/cli"},
-	"internal/network":  {"internal/cli", "internal/api", "internal/container"},
+	"internal/errdefs":           {"internal/"},
+	"internal/mount":             {"internal/"},
+	"internal/cgroups":           {"internal/runtime", "internal/cli", "internal/image", "internal/content", "internal/snapshot", "internal/container", "internal/network"},
+	"internal/runtime":           {"internal/cli", "internal/api", "internal/image", "internal/content", "internal/snapshot", "internal/container", "internal/network", "internal/volume", "internal/registry", "internal/build", "internal/stack"},
+	"internal/image":             {"internal/container", "internal/runtime", "internal/cli", "internal/api"},
+	"internal/content":           {"internal/image", "internal/container", "internal/runtime", "internal/cli", "internal/api"},
+	"internal/snapshot":          {"internal/container", "internal/runtime", "internal/cli", "internal/api"},
+	"internal/build":             {"internal/runtime", "internal/network", "internal/cli"},
+	"internal/stack":             {"internal/runtime", "internal/network", "internal/cli"},
+	"internal/registry":          {"internal/runtime", "internal/network", "internal/container", "internal/cli"},
+	"internal/network":           {"internal/cli", "internal/api", "internal/container"},
+	"internal/volume":            {"internal/container", "internal/runtime", "internal/cli", "internal/api"},
+	"internal/metadb":            {"internal/image", "internal/container", "internal/volume", "internal/runtime", "internal/cli"},
+	"internal/opts":              {"internal/runtime", "internal/container", "internal/image", "internal/cli", "internal/api"},
+	"internal/container":         {"internal/cli", "internal/api"},
+	"internal/container/monitor": {"internal/"},
+	"internal/reaper":            {"internal/"},
 }
 
 func TestImportRules(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	dockerseccomp "github.com/moby/profiles/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berth-dev/berth/internal/errdefs"
@@ -105,13 +106,17 @@ func buildSpec(c *Container, dir string, rootfs []snapshot.Mount, mounts []specs
 	// Docker sets no rlimits of its own and no no_new_privs by default.
 	p.Rlimits = nil
 	p.NoNewPrivileges = false
+	seccompProfile := "" // Docker's default
 	for _, so := range hc.SecurityOpt {
-		switch so {
-		case "no-new-privileges", "no-new-privileges:true", "no-new-privileges=true":
+		k, v, _ := strings.Cut(strings.Replace(so, ":", "=", 1), "=")
+		switch {
+		case k == "no-new-privileges" && (v == "" || v == "true"):
 			p.NoNewPrivileges = true
-		case "no-new-privileges:false", "no-new-privileges=false":
+		case k == "no-new-privileges" && v == "false":
+		case k == "seccomp" && v != "":
+			seccompProfile = v
 		default:
-			return nil, fmt.Errorf("invalid --security-opt %q: berth supports no-new-privileges: %w", so, errdefs.ErrInvalidArgument)
+			return nil, fmt.Errorf("invalid --security-opt %q: berth supports no-new-privileges and seccomp=unconfined|<profile.json>: %w", so, errdefs.ErrInvalidArgument)
 		}
 	}
 	for _, u := range hc.Ulimits {
@@ -126,6 +131,23 @@ func buildSpec(c *Container, dir string, rootfs []snapshot.Mount, mounts []specs
 		return nil, err
 	}
 	p.Capabilities = &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps}
+	// Docker's default seccomp profile, unless privileged or unconfined;
+	// it reads the capabilities just set (CAP_SYS_ADMIN opens more calls).
+	switch {
+	case hc.Privileged || seccompProfile == "unconfined":
+	case seccompProfile == "":
+		if spec.Linux.Seccomp, err = dockerseccomp.GetDefaultProfile(spec); err != nil {
+			return nil, fmt.Errorf("default seccomp profile: %w", err)
+		}
+	default:
+		body, err := os.ReadFile(seccompProfile)
+		if err != nil {
+			return nil, fmt.Errorf("--security-opt seccomp: %w", err)
+		}
+		if spec.Linux.Seccomp, err = dockerseccomp.LoadProfile(string(body), spec); err != nil {
+			return nil, fmt.Errorf("--security-opt seccomp=%s: %v: %w", seccompProfile, err, errdefs.ErrInvalidArgument)
+		}
+	}
 
 	lx := spec.Linux
 	lx.CgroupsPath = "/berth/" + c.ID

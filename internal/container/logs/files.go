@@ -108,15 +108,18 @@ func openAll(dir, id string) ([]*logFile, error) {
 }
 
 // openSet opens id's log files, oldest first, as one consistent set, or
-// with after set, only the files newer than after's: it opens from the
-// newest down and stops at after's file.
+// with after set, only the files newer than after's.
 //
 // The writer may rotate while the files are opened one by one, which
-// would make the set skip a file or hold one twice. A rotation changes
-// what every existing name points to, so checking each name again after
-// opening detects it, and the set is opened again. The writer renames
-// from the oldest down, so a set caught mid-rotation, with a gap in the
-// numbers, is still in order.
+// would make a set skip a file or hold one twice, so the set is opened
+// again until it is consistent. Consistent means: opened by number from
+// the newest (current, .1, .2, ...) with no gap, each name still holding
+// the file opened through it once all are open (a rename only ever moves
+// a file to a higher number, so an unchanged name was not touched in
+// between: there was an instant when all of them held what was opened),
+// and ending at after's file or at the last number there is. The one gap
+// allowed is a missing current file, between a rotation's last rename and
+// the writer creating the new file.
 func openSet(dir, id string, after *logFile) ([]*logFile, error) {
 	const attempts = 20
 	for attempt := 1; ; attempt++ {
@@ -127,28 +130,33 @@ func openSet(dir, id string, after *logFile) ([]*logFile, error) {
 		if attempt == attempts {
 			return nil, errBusy
 		}
-		// Let the writer finish its renames: one rotation is a few
-		// syscalls per file kept.
+		// Let the writer finish its renames: one rotation is a rename
+		// per file kept.
 		time.Sleep(time.Duration(attempt) * 100 * time.Microsecond)
 	}
 }
 
 func openSetTry(dir, id string, after *logFile) (files []*logFile, ok bool, err error) {
-	paths, err := Paths(dir, id)
-	if err != nil {
-		return nil, false, err
-	}
-	found, foundPath := false, ""
 	defer func() {
 		if !ok || err != nil {
 			closeAll(files)
 			files = nil
 		}
 	}()
-	for i := len(paths) - 1; i >= 0 && !found; i-- {
-		f, err := os.Open(paths[i])
+	cur := CurrentPath(dir, id)
+	found, foundPath, end := false, "", 0
+	for n := 0; ; n++ {
+		p := cur
+		if n > 0 {
+			p = cur + "." + strconv.Itoa(n)
+		}
+		f, err := os.Open(p)
 		if errors.Is(err, fs.ErrNotExist) {
-			return files, false, nil // renamed since the listing
+			if n == 0 {
+				continue
+			}
+			end = n
+			break
 		}
 		if err != nil {
 			return files, false, fmt.Errorf("open log: %w", err)
@@ -160,28 +168,47 @@ func openSetTry(dir, id string, after *logFile) (files []*logFile, ok bool, err 
 		}
 		if after != nil && os.SameFile(fi, after.fi) {
 			f.Close()
-			found, foundPath = true, paths[i]
-			continue
+			found, foundPath = true, p
+			break
 		}
-		files = append(files, &logFile{f: f, path: paths[i], fi: fi, size: fi.Size()})
+		files = append(files, &logFile{f: f, path: p, fi: fi, size: fi.Size()})
 	}
 	for _, lf := range files {
 		if fi, err := os.Stat(lf.path); err != nil || !os.SameFile(fi, lf.fi) {
 			return files, false, nil
 		}
 	}
-	if after != nil {
-		if found {
-			if fi, err := os.Stat(foundPath); err != nil || !os.SameFile(fi, after.fi) {
-				return files, false, nil
-			}
-		} else if linked(after.f) {
-			// Not deleted, so it is under a name the listing missed.
+	if found {
+		if fi, err := os.Stat(foundPath); err != nil || !os.SameFile(fi, after.fi) {
+			return files, false, nil
+		}
+	} else {
+		// The walk met a missing number: the end, or a gap in the middle
+		// of a rotation, which leaves a higher number behind it.
+		last, err := lastRotated(dir, id)
+		if err != nil {
+			return files, false, err
+		}
+		if last >= end {
+			return files, false, nil
+		}
+		if after != nil && linked(after.f) {
+			// after's file is not deleted, so it moved out of reach.
 			return files, false, nil
 		}
 	}
 	slices.Reverse(files)
 	return files, true, nil
+}
+
+// lastRotated is the highest number among id's rotated files, or 0.
+func lastRotated(dir, id string) (int, error) {
+	paths, err := Paths(dir, id)
+	if err != nil || len(paths) == 0 {
+		return 0, err
+	}
+	n, _ := strconv.Atoi(strings.TrimPrefix(filepath.Ext(paths[0]), "."))
+	return n, nil
 }
 
 // linked reports whether f still has a name.

@@ -41,24 +41,25 @@ func (r *reader) follow() error {
 		}
 	}
 
+	// retry wakes the loop when the writer kept the files moving
+	// (errBusy), as it may fall silent right after.
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
 	stopping := false
 	for {
-		var retry <-chan time.Time
-		switch err := r.pump(&cur); {
-		case errors.Is(err, errBusy):
-			// The writer is mid-rotation again and again; look again
-			// shortly even if it then falls silent.
-			t := time.NewTimer(pollInterval)
-			defer t.Stop()
-			retry = t.C
-		case err != nil:
+		err := r.pump(&cur)
+		busy := errors.Is(err, errBusy)
+		if err != nil && !busy {
 			return err
 		}
-		if stopping && retry == nil {
+		if stopping {
 			return nil
 		}
+		if busy {
+			retry.Reset(pollInterval)
+		}
 		select {
-		case <-retry:
 		case <-r.ctx.Done():
 			return r.ctx.Err()
 		case <-r.opts.Stop:
@@ -66,6 +67,7 @@ func (r *reader) follow() error {
 		case <-untilC:
 			stopping = true
 		case <-w.c:
+		case <-retry.C:
 		}
 	}
 }

@@ -25,6 +25,7 @@ func TestParseTime(t *testing.T) {
 		{"-5s", now.Add(5 * time.Second)},
 		{"0", time.Unix(0, 0)},
 		{"1700000000", time.Unix(1700000000, 0)},
+		{"10", time.Unix(10, 0)},
 		{"1700000000.5", time.Unix(1700000000, 5e8)},
 		{"1700000000.123456789123", time.Unix(1700000000, 123456789)},
 		{"2026-11-22T07:31:10Z", time.Date(2026, 11, 22, 7, 31, 10, 0, time.UTC)},
@@ -47,7 +48,7 @@ func TestParseTime(t *testing.T) {
 			t.Errorf("ParseTime(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
 		}
 	}
-	for _, bad := range []string{"yesterday", "10", "10x", "2026-13-01", "2026-11-22T25:00:00Z", "1700000000.", "1.2.3", "2026-11-22 07:31:10", "abc.def"} {
+	for _, bad := range []string{"yesterday", "10y", "1e9", "10x", "2026-13-01", "2026-11-22T25:00:00Z", "1700000000.", "1.2.3", "2026-11-22 07:31:10", "abc.def"} {
 		_, err := ParseTime(bad, now)
 		if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), `"`+bad+`"`) {
 			t.Errorf("ParseTime(%q): %v, want invalid argument naming the value", bad, err)
