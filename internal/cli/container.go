@@ -290,6 +290,9 @@ func newRunContainerCommand() *cobra.Command {
 			if err != nil {
 				return createExitCode(err)
 			}
+			if f.tty {
+				setConsoleSize(e, c.ID)
+			}
 			_, conn, err := e.Start(c.ID)
 			if err != nil {
 				return createExitCode(err)
@@ -408,6 +411,9 @@ func newStartContainerCommand() *cobra.Command {
 			}
 			var failed error
 			for _, ref := range args {
+				if attach || interactive {
+					setConsoleSize(e, ref)
+				}
 				c, conn, err := e.Start(ref)
 				if err != nil {
 					failed = err
@@ -642,5 +648,12 @@ func init() {
 			return []string{"(unknown: " + err.Error() + ")"}
 		}
 		return e.VolumeUsers(name, "")
+	}
+}
+
+// setConsoleSize passes our terminal's size to a container about to start.
+func setConsoleSize(e *container.Engine, ref string) {
+	if w, h, err := term.GetSize(int(os.Stdin.Fd())); err == nil && w > 0 && h > 0 {
+		e.SetConsoleSize(ref, uint16(h), uint16(w))
 	}
 }

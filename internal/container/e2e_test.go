@@ -8,8 +8,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/testutil"
 )
@@ -49,7 +53,11 @@ func newBerth(t *testing.T) *testutil.Berth {
 		t.Skip("needs the berth binary (built by TestMain; skipped with -short)")
 	}
 	b := testutil.NewBerth(t, berthBin)
-	b.ImportBusybox("bb", nil)
+	b.ImportBusybox("bb", func(rootfs string) {
+		for _, a := range []string{"tty", "stty", "seq"} {
+			os.Symlink("busybox", filepath.Join(rootfs, "bin", a))
+		}
+	})
 	t.Cleanup(func() {
 		if ids := strings.Fields(b.Must("ps", "-aq", "--no-trunc")); len(ids) > 0 {
 			b.Run(append([]string{"rm", "-f"}, ids...)...)
@@ -527,4 +535,70 @@ func TestVolumes(t *testing.T) {
 		t.Errorf("after rm -v: %q", out)
 	}
 	b.Must("volume", "rm", "data")
+}
+
+// openPty returns a new pseudo-terminal's master and slave.
+func openPty(t *testing.T) (*os.File, *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no /dev/ptmx: %v", err)
+	}
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, s
+}
+
+// TestRunTTY: run -it gives the process a real terminal with the user's
+// window size, and keystrokes reach it.
+func TestRunTTY(t *testing.T) {
+	b := newBerth(t)
+	m, s := openPty(t)
+	defer m.Close()
+	if err := unix.IoctlSetWinsize(int(m.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 30, Col: 100}); err != nil {
+		t.Fatal(err)
+	}
+	cmd := b.Cmd("run", "-it", "--rm", "bb", "sh", "-c", "tty; stty size; read line; echo got:$line")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = s, s, s
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	var mu sync.Mutex
+	var out strings.Builder
+	read := func() string { mu.Lock(); defer mu.Unlock(); return out.String() }
+	done := make(chan struct{})
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := m.Read(buf)
+			mu.Lock()
+			out.Write(buf[:n])
+			mu.Unlock()
+			if err != nil {
+				close(done)
+				return
+			}
+		}
+	}()
+	waitFor(t, "the prompt", func() bool { return strings.Contains(read(), "30 100") })
+	m.Write([]byte("hello\r"))
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("run -it: %v\n%s", err, out.String())
+	}
+	<-done
+	got := read()
+	if !strings.Contains(got, "/dev/pts/0") || !strings.Contains(got, "got:hello") {
+		t.Errorf("terminal session: %q", got)
+	}
 }

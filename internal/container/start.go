@@ -1,19 +1,23 @@
 package container
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/runtime"
 )
 
 // StartError is a container that could not start: Code is Docker's exit
@@ -206,4 +210,32 @@ func (e *Engine) waitExit(c *Container, deadline time.Time) (int, error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// SetConsoleSize records the terminal size the container's process starts
+// with (process.consoleSize in its bundle): `run -t` and `start -a` pass
+// the user's, so the first thing the process sees is right.
+func (e *Engine) SetConsoleSize(ref string, rows, cols uint16) error {
+	c, err := e.Get(ref)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(e.dir(c.ID), "config.json")
+	spec, err := runtime.LoadSpec(e.dir(c.ID))
+	if err != nil {
+		return err
+	}
+	if spec.Process == nil || !spec.Process.Terminal {
+		return nil
+	}
+	spec.Process.ConsoleSize = &specs.Box{Height: uint(rows), Width: uint(cols)}
+	data, err := json.Marshal(spec)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"fmt"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"os"
 	"strconv"
 	"unsafe"
@@ -70,14 +71,21 @@ func recvFd(sock *os.File) (*os.File, error) {
 
 // setupConsole creates the container's terminal, sends its master end to
 // the console socket and makes the slave end the process's stdio and
-// controlling terminal.
-func setupConsole(sock *os.File, uid int) error {
+// controlling terminal. size is process.consoleSize: set before the
+// process runs, so its first look at the terminal sees the real size.
+func setupConsole(sock *os.File, uid int, size *specs.Box) error {
 	master, slave, err := openPty()
 	if err != nil {
 		return fmt.Errorf("create terminal: %w", err)
 	}
 	defer master.Close()
 	defer slave.Close()
+	if size != nil {
+		ws := &unix.Winsize{Row: uint16(size.Height), Col: uint16(size.Width)}
+		if err := unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, ws); err != nil {
+			return fmt.Errorf("process.consoleSize: %w", os.NewSyscallError("ioctl(TIOCSWINSZ)", err))
+		}
+	}
 	if uid > 0 {
 		_ = unix.Fchown(int(slave.Fd()), uid, -1)
 	}

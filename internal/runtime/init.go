@@ -208,7 +208,7 @@ func execProcess(cfg *initConfig, sock *os.File, beforeExec func() error) error 
 			return fmt.Errorf("process.terminal is true but no console socket was given (use --console-socket)")
 		}
 		console := os.NewFile(uintptr(cfg.ConsoleFd), "console-socket")
-		if err := setupConsole(console, int(p.User.UID)); err != nil {
+		if err := setupConsole(console, int(p.User.UID), p.ConsoleSize); err != nil {
 			return err
 		}
 		console.Close()
@@ -266,6 +266,10 @@ func execProcess(cfg *initConfig, sock *os.File, beforeExec func() error) error 
 	for _, fd := range cfg.InternalFds {
 		unix.CloseOnExec(fd)
 	}
+	// Descriptors the caller inherited without close-on-exec (a shell's
+	// stray fd, a monitor's pipe) must not reach the container: only
+	// stdio and --preserve-fds do, as with runc's CloseExecFrom.
+	closeExecFrom(firstInternalFd(cfg.InternalFds))
 	if beforeExec != nil {
 		if err := json.NewEncoder(sock).Encode(syncMsg{Type: msgReady}); err != nil {
 			return err
@@ -397,4 +401,35 @@ func resolveUserInRoot(p *specs.Process, spec string) error {
 		p.Env = append(p.Env, "HOME="+u.Home)
 	}
 	return nil
+}
+
+// firstInternalFd is where berth's own descriptors begin: below it are
+// stdio and the preserved fds, which Go's exec placed at 3.. in order.
+func firstInternalFd(fds []int) int {
+	first := -1
+	for _, fd := range fds {
+		if first < 0 || fd < first {
+			first = fd
+		}
+	}
+	if first < 3 {
+		return 3
+	}
+	return first
+}
+
+// closeExecFrom marks every descriptor from fd up close-on-exec.
+func closeExecFrom(fd int) {
+	if unix.CloseRange(uint(fd), ^uint(0), unix.CLOSE_RANGE_CLOEXEC) == nil {
+		return
+	}
+	ents, err := os.ReadDir("/proc/self/fd") // kernels before 5.11
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if n, err := strconv.Atoi(e.Name()); err == nil && n >= fd {
+			unix.CloseOnExec(n)
+		}
+	}
 }

@@ -18,8 +18,9 @@
 //	                       complete and never written again
 //
 // Rotation is renames only: .M-2 -> .M-1, ..., .1 -> .2, current -> .1,
-// then a fresh current file. Every line is one entry, exactly Docker's
-// format:
+// then a fresh current file (with max-file 1 the writer truncates the
+// current file instead; a follower sees it shrink and starts over at its
+// top). Every line is one entry, exactly Docker's format:
 //
 //	{"log":"hello\n","stream":"stdout","time":"2026-11-22T07:31:10.123456789Z"}\n
 //

@@ -24,7 +24,7 @@ func CurrentPath(dir, id string) string { return filepath.Join(dir, currentName(
 // validID refuses ids that would make a path outside dir, or no path.
 func validID(id string) error {
 	if id == "" || id == "." || id == ".." || strings.ContainsAny(id, "/\x00") {
-		return fmt.Errorf("container logs %q: id must be a file name: %w", id, errdefs.ErrInvalidArgument)
+		return fmt.Errorf("read logs: container id %q is not a file name: %w", id, errdefs.ErrInvalidArgument)
 	}
 	return nil
 }

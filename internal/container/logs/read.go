@@ -12,10 +12,11 @@ import (
 	"github.com/berth-dev/berth/internal/errdefs"
 )
 
-// ReadOpts selects what Read delivers; the zero value is every entry, once.
+// ReadOpts selects what Read delivers.
 type ReadOpts struct {
-	// Tail, when 0 or more, starts at the last Tail entries of the whole
-	// log (all files), like docker logs --tail; -1 means from the start.
+	// Tail is -1 for every entry, or N for only the last N entries of
+	// the whole log (all files), like docker logs --tail N. Beware: the
+	// zero value is --tail 0, nothing but what a follower sees written.
 	// Lines that are not entries do not count. As in Docker, Tail picks
 	// the entries first and Since then filters them.
 	Tail int
@@ -49,11 +50,11 @@ func Read(ctx context.Context, dir, id string, opts ReadOpts, fn func(Entry) err
 	}
 	if fi, err := os.Stat(dir); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("logs of %s: directory %s: %w", id, dir, errdefs.ErrNotFound)
+			return fmt.Errorf("read logs of %s: directory %s: %w", id, dir, errdefs.ErrNotFound)
 		}
-		return fmt.Errorf("logs of %s: %w", id, err)
+		return fmt.Errorf("read logs of %s: %w", id, err)
 	} else if !fi.IsDir() {
-		return fmt.Errorf("logs of %s: %s is not a directory: %w", id, dir, errdefs.ErrInvalidArgument)
+		return fmt.Errorf("read logs of %s: %s is not a directory: %w", id, dir, errdefs.ErrInvalidArgument)
 	}
 	follow := opts.Follow
 	if !opts.Until.IsZero() && !opts.Until.After(time.Now()) {

@@ -23,7 +23,9 @@ type rec struct {
 	Log    string
 }
 
-func (r rec) String() string { return fmt.Sprintf("%s %s %q", r.Stream, r.Time.Format(time.RFC3339Nano), r.Log) }
+func (r rec) String() string {
+	return fmt.Sprintf("%s %s %q", r.Stream, r.Time.Format(time.RFC3339Nano), r.Log)
+}
 
 func read(t *testing.T, dir string, opts ReadOpts) []rec {
 	t.Helper()
@@ -62,7 +64,7 @@ func TestReadAll(t *testing.T) {
 	dir := t.TempDir()
 	w := newTestWriter(t, dir, id)
 	w.write(Stdout, "hello")
-	w.write(Stderr, `quote " backslash \ tab	<html> é 日本 ` + "\x01")
+	w.write(Stderr, `quote " backslash \ tab	<html> é 日本 `+"\x01")
 	w.write(Stdout, "")
 	got := read(t, dir, all())
 	want := []rec{

@@ -1,6 +1,7 @@
 package logs
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -28,13 +29,17 @@ func ParseTime(value string, now time.Time) (time.Time, error) {
 	if d, err := time.ParseDuration(value); err == nil && value != "0" {
 		return now.Add(-d), nil
 	}
-	if t, err := parseDate(value, now.Location()); err == nil {
+	t, err := parseDate(value, now.Location())
+	if err == nil {
 		return t, nil
-	} else if strings.Contains(value, "-") {
-		// A date that did not parse (a Unix time has no dash); say why.
-		return time.Time{}, fmt.Errorf("parse time %q: %v: %w", value, err, errdefs.ErrInvalidArgument)
 	}
-	if t, ok := parseUnix(value); ok {
+	// A Unix time has no dash: with one, it was a date, and what was
+	// wrong with it is the useful part.
+	var pe *time.ParseError
+	if strings.Contains(value, "-") && errors.As(err, &pe) && pe.Message != "" {
+		return time.Time{}, fmt.Errorf("parse time %q: %s: %w", value, strings.TrimPrefix(pe.Message, ": "), errdefs.ErrInvalidArgument)
+	}
+	if t, ok := parseUnix(value); ok && !strings.Contains(value, "-") {
 		return t, nil
 	}
 	return time.Time{}, fmt.Errorf("parse time %q: want a duration (10m), an RFC 3339 time "+

@@ -33,6 +33,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -379,6 +380,15 @@ static void sock_addr(struct sockaddr_un *sa, const char *name) {
 	snprintf(sa->sun_path, sizeof(sa->sun_path), "/proc/self/fd/%d/%s", rundirfd, name);
 }
 
+// close_from closes every descriptor from fd up: what the spawner let us
+// inherit by accident must not be held open for a container's lifetime.
+static void close_from(int fd) {
+	if (syscall(SYS_close_range, (unsigned)fd, ~0U, 0) == 0)
+		return;
+	for (int i = fd; i < 4096; i++)
+		close(i);
+}
+
 // ---- hooks ----
 
 static char exe[64] = "/proc/self/exe";
@@ -402,6 +412,7 @@ static pid_t spawn_hook(char **argv, int *fds, int nfds) {
 		dup2(null, 2);
 	for (int i = 0; i < nfds; i++)
 		dup2(tmp[i] >= 0 ? tmp[i] : null, 3 + i);
+	close_from(3 + nfds);
 	execv(exe, argv);
 	_exit(127);
 }
@@ -678,6 +689,7 @@ static int monitor_main(int argc, char **argv) {
 	if (first > 0)
 		return 0;
 	setsid();
+	close_from(4);
 	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 	prctl(PR_SET_NAME, "berth-monitor", 0, 0, 0);
 	if (chdir("/") < 0)
