@@ -12,7 +12,7 @@ LDFLAGS := -s -w -extldflags -static \
 	-X github.com/berth-dev/berth/internal/version.Version=$(VERSION) \
 	-X github.com/berth-dev/berth/internal/version.GitCommit=$(COMMIT)
 
-.PHONY: build test unit demo bench fuzz vet clean bench-load interop-docker
+.PHONY: build test unit demo bench fuzz vet clean bench-load bench-containers interop-docker
 
 build:
 	CGO_ENABLED=1 $(GO) build -tags $(TAGS) -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/berth
@@ -49,6 +49,12 @@ clean:
 # (starts a private dockerd; see the script's header).
 bench-load: build
 	./bench/load.sh
+
+# berth run/ps/logs against docker's on one busybox image: start latency
+# (with runc and berth runtime on a bundle of it), 100 running containers
+# (time, Pss), a 400 MiB log flood. Starts a private dockerd; see the script.
+bench-containers: build
+	./bench/containers.sh
 
 # Exchange images with a private dockerd: go test TestDockerInterop, then
 # berth save | docker load | docker run, docker save | berth load, skopeo.

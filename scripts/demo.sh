@@ -41,6 +41,19 @@ echo "\$ berth import rootfs.tar demo/busybox:1"
 "$BERTH" --root "$work/root" import -m "demo rootfs" --change 'CMD ["sh"]' rootfs.tar demo/busybox:1
 echo "\$ berth images"
 "$BERTH" --root "$work/root" images
-echo "\$ berth save -o demo.tar demo/busybox:1 && berth rmi demo/busybox:1"
+echo "\$ berth save -o demo.tar demo/busybox:1"
 "$BERTH" --root "$work/root" save -o demo.tar demo/busybox:1
-"$BERTH" --root "$work/root" rmi demo/busybox:1
+
+# Containers, Docker's verbs, no daemon: each container has its own small
+# monitor; the CLI exits.
+b() { echo "\$ berth $*"; "$BERTH" --root "$work/root" --run-root "$work/run" "$@"; }
+b run --rm -m 64m --hostname demo demo/busybox:1 sh -c 'echo "hello from $(hostname), PID $$, memory limit $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max)"'
+b run -d --name ticker --init demo/busybox:1 sh -c 'i=0; while true; do echo "tick $i"; i=$((i+1)); sleep 0.2; done' >/dev/null
+sleep 1
+b ps
+b logs --tail 3 ticker
+b stop -t 2 ticker >/dev/null
+b ps -a --format '{{.Names}}: {{.Status}}'
+b rm ticker >/dev/null
+b rmi demo/busybox:1
+echo "(after rm: no container directory, mount, cgroup or process is left)"

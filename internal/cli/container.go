@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
@@ -54,6 +55,7 @@ func addContainerCommands(root *cobra.Command) {
 		newStopCommand(), newRestartCommand(), newKillContainerCommand(), newRmCommand("rm"), newPsContainersCommand("ps"),
 		newInspectCommand(), newWaitCommand(), newPauseContainerCommand(true), newPauseContainerCommand(false),
 		newRenameCommand(), newLogsCommand(), newMonitorHookCommand())
+
 }
 
 // runFlags are the flags of run and create.
@@ -656,4 +658,20 @@ func setConsoleSize(e *container.Engine, ref string) {
 	if w, h, err := term.GetSize(int(os.Stdin.Fd())); err == nil && w > 0 && h > 0 {
 		e.SetConsoleSize(ref, uint16(h), uint16(w))
 	}
+}
+
+// imageInUse answers the image verbs' question "does a container use this
+// image?" from the container records (rmi refuses, prune -a keeps, df
+// counts). Read now, before the image verb takes the metadata lock that
+// the question is asked under.
+func imageInUse() func(id digest.Digest) bool {
+	used := map[string]bool{}
+	if e, err := containerEngine(); err == nil {
+		if cs, err := e.List(); err == nil {
+			for _, c := range cs {
+				used[c.Image] = true
+			}
+		}
+	}
+	return func(id digest.Digest) bool { return used[id.String()] }
 }

@@ -321,7 +321,7 @@ func newRmiCommand(use string) *cobra.Command {
 			defer stop()
 			var failed []string
 			for _, ref := range args {
-				items, err := s.Remove(ctx, ref, force, nil)
+				items, err := s.Remove(ctx, ref, force, imageInUse())
 				for _, it := range items {
 					if it.Untagged != "" {
 						fmt.Fprintf(cmd.OutOrStdout(), "Untagged: %s\n", image.Familiar(it.Untagged))
@@ -464,7 +464,7 @@ func newImagePruneCommand() *cobra.Command {
 			}
 			ctx, stop := interruptible()
 			defer stop()
-			rep, err := s.Prune(ctx, all, nil)
+			rep, err := s.Prune(ctx, all, imageInUse())
 			if err != nil {
 				return err
 			}
@@ -499,7 +499,7 @@ func newSystemDfCommand() *cobra.Command {
 		Short: "Show berth disk usage",
 		Args:  cobra.NoArgs,
 		RunE: withImages(func(cmd *cobra.Command, s *image.Service, args []string) error {
-			du, err := s.DiskUsage(nil)
+			du, err := s.DiskUsage(imageInUse())
 			if err != nil {
 				return err
 			}

@@ -602,3 +602,45 @@ func TestRunTTY(t *testing.T) {
 		t.Errorf("terminal session: %q", got)
 	}
 }
+
+// TestImageInUse: images verbs see the containers: rmi refuses an image a
+// container uses, and the container keeps working without the tag.
+func TestImageInUse(t *testing.T) {
+	b := newBerth(t)
+	b.Must("create", "--name", "holder", "bb", "echo", "still here")
+	if _, errs, code := b.Run("rmi", "bb"); code != 1 || !strings.Contains(errs, "holder") && !strings.Contains(errs, "container") {
+		t.Errorf("rmi of a used image: %d %q", code, errs)
+	}
+	if out := b.Must("start", "-a", "holder"); out != "still here" {
+		t.Errorf("start -a: %q", out)
+	}
+	b.Must("rm", "holder")
+	b.Must("rmi", "bb")
+}
+
+// TestLogEscaping: whatever bytes a line holds, the monitor's JSON keeps
+// them, and logs gives back what the container wrote.
+func TestLogEscaping(t *testing.T) {
+	b := newBerth(t)
+	script := `printf 'q"b\\s\tt<&>\001\033[1mé\r\n'; printf 'no newline at the end'`
+	id := b.Must("run", "-d", "bb", "sh", "-c", script)
+	b.Must("wait", id)
+	want := "q\"b\\s\tt<&>\x01\x1b[1mé\r\nno newline at the end"
+	if got, _, _ := b.Run("logs", id); got != want {
+		t.Errorf("logs = %q, want %q", got, want)
+	}
+	logPath := b.Must("inspect", "-f", "{{.LogPath}}", id)
+	data, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var e struct{ Log, Stream, Time string }
+		if err := json.Unmarshal([]byte(line), &e); err != nil || e.Stream != "stdout" {
+			t.Errorf("not a json-file entry: %q (%v)", line, err)
+		}
+		if _, err := time.Parse(time.RFC3339Nano, e.Time); err != nil {
+			t.Errorf("time %q: %v", e.Time, err)
+		}
+	}
+}
