@@ -644,3 +644,96 @@ func TestLogEscaping(t *testing.T) {
 		}
 	}
 }
+
+func TestMoreRunFlags(t *testing.T) {
+	b := newBerth(t)
+	envFile := filepath.Join(t.TempDir(), "env")
+	os.WriteFile(envFile, []byte("# comment\nFROM_FILE=yes\nOVER=file\n"), 0o644)
+	out := b.Must("run", "--rm", "--env-file", envFile, "-e", "OVER=flag", "bb", "sh", "-c", "echo $FROM_FILE $OVER")
+	if out != "yes flag" {
+		t.Errorf("--env-file then -e: %q", out)
+	}
+	// Capabilities: drop one, add one; --privileged gets all.
+	capEff := func(args ...string) uint64 {
+		out := b.Must(append(append([]string{"run", "--rm"}, args...), "bb", "sh", "-c", "grep CapEff /proc/self/status")...)
+		v, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimPrefix(out, "CapEff:")), 16, 64)
+		return v
+	}
+	const capChown, capNetAdmin, capSysAdmin = 1 << 0, 1 << 12, 1 << 21
+	def := capEff()
+	if def&capChown == 0 || def&capNetAdmin != 0 {
+		t.Errorf("default caps %x", def)
+	}
+	if c := capEff("--cap-drop", "chown", "--cap-add", "NET_ADMIN"); c&capChown != 0 || c&capNetAdmin == 0 {
+		t.Errorf("--cap-drop chown --cap-add NET_ADMIN: %x", c)
+	}
+	if c := capEff("--privileged"); c&capSysAdmin == 0 {
+		t.Errorf("--privileged: %x", c)
+	}
+	// no-new-privileges, ulimit.
+	if out := b.Must("run", "--rm", "--security-opt", "no-new-privileges", "bb", "sh", "-c", "grep NoNewPrivs /proc/self/status"); !strings.HasSuffix(out, "1") {
+		t.Errorf("no-new-privileges: %q", out)
+	}
+	if out := b.Must("run", "--rm", "--ulimit", "nofile=512:1024", "bb", "sh", "-c", "ulimit -n; ulimit -Hn"); out != "512\n1024" {
+		t.Errorf("--ulimit: %q", out)
+	}
+	// --network host sees the host's interfaces; none only lo.
+	if out := b.Must("run", "--rm", "bb", "sh", "-c", "ls /sys/class/net"); out != "lo" {
+		t.Errorf("--network none: %q", out)
+	}
+	hostIfs, _ := os.ReadDir("/sys/class/net")
+	if out := b.Must("run", "--rm", "--network", "host", "bb", "sh", "-c", "ls /sys/class/net | wc -l"); out != strconv.Itoa(len(hostIfs)) {
+		t.Errorf("--network host sees %s interfaces, the host has %d", out, len(hostIfs))
+	}
+	if _, errs, code := b.Run("run", "--rm", "--network", "bridge", "bb", "true"); code != 125 || !strings.Contains(errs, "bridge") {
+		t.Errorf("--network bridge: %d %q", code, errs)
+	}
+	// --stop-signal: stop sends it.
+	id := b.Must("run", "-d", "--stop-signal", "USR1", "bb", "sh", "-c", `trap 'echo usr1; exit 5' USR1; while true; do sleep 0.05; done`)
+	waitFor(t, "the trap", func() bool { return b.Must("inspect", "-f", "{{.State.Status}}", id) == "running" })
+	time.Sleep(200 * time.Millisecond)
+	b.Must("stop", "-t", "10", id)
+	if got := b.Must("inspect", "-f", "{{.State.ExitCode}}", id); got != "5" {
+		t.Errorf("--stop-signal USR1: exit %q, want 5", got)
+	}
+	// --pull never with a missing image; ps -n and --no-trunc.
+	if _, errs, code := b.Run("run", "--pull", "never", "nosuch", "true"); code != 125 || !strings.Contains(errs, "nosuch") {
+		t.Errorf("--pull never: %d %q", code, errs)
+	}
+	b.Must("create", "--name", "newest", "bb", "true")
+	if got := b.Must("ps", "-n", "1", "--format", "{{.Names}}"); got != "newest" {
+		t.Errorf("ps -n 1: %q", got)
+	}
+	if got := b.Must("ps", "-a", "-q", "--no-trunc", "--filter", "status=created"); len(got) != 64 {
+		t.Errorf("ps --no-trunc --filter status=created: %q", got)
+	}
+	if got := b.Must("ps", "-a", "-q", "--filter", "ancestor=bb"); len(strings.Fields(got)) != 2 {
+		t.Errorf("ps --filter ancestor=bb: %q", got)
+	}
+	if got := b.Must("ps", "-a", "-s", "--filter", "name=newest"); !strings.Contains(got, "SIZE") || !strings.Contains(got, "virtual") {
+		t.Errorf("ps -s: %q", got)
+	}
+}
+
+func TestLogsSinceUntilFollow(t *testing.T) {
+	b := newBerth(t)
+	id := b.Must("run", "-d", "bb", "sh", "-c", "echo first; sleep 1.2; echo second; sleep 1.2; echo third")
+	// -f follows until the container exits.
+	cmd := b.Cmd("logs", "-f", id)
+	out, err := cmd.Output()
+	if err != nil || string(out) != "first\nsecond\nthird\n" {
+		t.Fatalf("logs -f: %q %v", out, err)
+	}
+	ts := b.Must("logs", "-t", id)
+	lines := strings.Split(ts, "\n")
+	second := strings.Fields(lines[1])[0]
+	if got := b.Must("logs", "--since", second, id); got != "second\nthird" {
+		t.Errorf("--since %s: %q", second, got)
+	}
+	if got := b.Must("logs", "--until", second, id); got != "first\nsecond" {
+		t.Errorf("--until %s: %q", second, got)
+	}
+	if got := b.Must("logs", "--tail", "0", id); got != "" {
+		t.Errorf("--tail 0: %q", got)
+	}
+}

@@ -267,17 +267,16 @@ func rlimitType(name string) (string, error) {
 	return "", fmt.Errorf("invalid ulimit type: %s: %w", name, errdefs.ErrInvalidArgument)
 }
 
-// allCaps is every capability the runtime knows, for --privileged.
-func allCaps() []string {
-	return runtime.Features().Linux.Capabilities
-}
+// allCaps is every capability the host can give, for --privileged and
+// --cap-add ALL.
+func allCaps() []string { return runtime.HostCapabilities() }
 
 func capabilities(hc HostConfig) ([]string, error) {
 	if hc.Privileged {
 		return allCaps(), nil
 	}
 	known := map[string]bool{}
-	for _, c := range allCaps() {
+	for _, c := range runtime.Features().Linux.Capabilities {
 		known[c] = true
 	}
 	norm := func(s string) (string, error) {
@@ -313,7 +312,7 @@ func capabilities(hc HostConfig) ([]string, error) {
 			return nil, err
 		}
 		if n == "ALL" {
-			for k := range known {
+			for _, k := range allCaps() {
 				set[k] = true
 			}
 		}

@@ -124,3 +124,20 @@ func applyCaps(s capSet) error {
 	}
 	return nil
 }
+
+// HostCapabilities lists the capabilities this process can hand on: those
+// the kernel knows and our bounding set holds. --privileged gets these, as
+// Docker's "all capabilities" means what the host can give (here, a VM
+// without CAP_SYS_RESOURCE in its bounding set cannot give that one).
+func HostCapabilities() []string {
+	var out []string
+	for i, name := range capNames {
+		if i > lastCap() {
+			break
+		}
+		if r, _, errno := unix.Syscall6(unix.SYS_PRCTL, unix.PR_CAPBSET_READ, uintptr(i), 0, 0, 0, 0); errno == 0 && r == 1 {
+			out = append(out, name)
+		}
+	}
+	return out
+}
