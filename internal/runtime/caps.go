@@ -101,7 +101,7 @@ func dropBounding(keep uint64) error {
 }
 
 // applyCaps sets the effective, permitted and inheritable sets of the
-// calling thread, then raises the ambient ones.
+// calling thread, then raises the ambient ones that the kernel allows.
 func applyCaps(s capSet) error {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
@@ -118,9 +118,11 @@ func applyCaps(s capSet) error {
 		if s.ambient&(1<<uint(c)) == 0 {
 			continue
 		}
-		if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uintptr(c), 0, 0); err != nil {
-			return fmt.Errorf("raise ambient %s (it must also be permitted and inheritable): %w", capNames[c], os.NewSyscallError("prctl", err))
-		}
+		// The kernel raises only what is permitted and inheritable. runc
+		// warns and goes on when it cannot (its own `runc spec` lists
+		// ambient capabilities without inheritable ones), and configs
+		// rely on that: so do we.
+		_ = unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uintptr(c), 0, 0)
 	}
 	return nil
 }
