@@ -55,7 +55,7 @@ func addContainerCommands(root *cobra.Command) {
 		newStopCommand(), newRestartCommand(), newKillContainerCommand(), newRmCommand("rm"), newPsContainersCommand("ps"),
 		newInspectCommand(), newWaitCommand(), newPauseContainerCommand(true), newPauseContainerCommand(false),
 		newRenameCommand(), newLogsCommand(), newMonitorHookCommand())
-
+	addMoreContainerCommands(root, containerCmd)
 }
 
 // runFlags are the flags of run and create.

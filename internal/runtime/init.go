@@ -198,7 +198,9 @@ func execProcess(cfg *initConfig, sock *os.File, beforeExec func() error) error 
 	if _, err := unix.Setsid(); err != nil && !errors.Is(err, unix.EPERM) {
 		return os.NewSyscallError("setsid", err)
 	}
-	if u, ok := spec.Annotations[UserAnnotation]; ok {
+	// The annotation names the container's own user; an exec'd process
+	// comes with its user already resolved by the caller.
+	if u, ok := spec.Annotations[UserAnnotation]; ok && cfg.Mode != modeExec {
 		if err := resolveUserInRoot(p, u); err != nil {
 			return err
 		}

@@ -162,6 +162,8 @@ type ExecOpts struct {
 	PidFile       string
 	Detach        bool
 	PreserveFds   int
+	// Stdio of the process; nil means the caller's own.
+	Stdin, Stdout, Stderr *os.File
 }
 
 // Exec runs an extra process inside a running container's namespaces and
@@ -223,7 +225,7 @@ func (r *Runtime) Exec(o ExecOpts) (int, error) {
 	p, err := r.spawn(spawnOpts{
 		spec: rec.Config, process: o.Process, rec: rec, cg: cg, console: console,
 		preserveFds: o.PreserveFds, userNS: hasNamespace(rec.Config, specs.UserNamespace),
-		plan: plan, mode: modeExec,
+		plan: plan, mode: modeExec, stdin: o.Stdin, stdout: o.Stdout, stderr: o.Stderr,
 	})
 	if err != nil {
 		if p != nil {
