@@ -136,24 +136,11 @@ func (f *runFlags) createOpts(cmd *cobra.Command, args []string) (container.Crea
 	if len(f.publish) > 0 {
 		return o, fmt.Errorf("publishing ports (-p) comes with bridge networking, which berth does not have yet: use --network host: %w", errdefs.ErrNotImplemented)
 	}
-	var env []string
-	for _, file := range f.envFile {
-		fh, err := os.Open(file)
-		if err != nil {
-			return o, usageErr("--env-file: %v", err)
-		}
-		vars, err := opts.ParseEnvFile(fh, os.LookupEnv)
-		fh.Close()
-		if err != nil {
-			return o, usageErr("--env-file %s: %v", file, err)
-		}
-		env = append(env, vars...)
-	}
-	vars, err := opts.ParseEnv(f.env, os.LookupEnv)
+	env, err := envVars(f.envFile, f.env)
 	if err != nil {
-		return o, usageErr("%v", err)
+		return o, err
 	}
-	o.Env = append(env, vars...)
+	o.Env = env
 	if o.Labels, err = opts.ParseLabels(f.labels); err != nil {
 		return o, usageErr("%v", err)
 	}

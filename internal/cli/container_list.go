@@ -271,7 +271,14 @@ func makePsRow(e *container.Engine, c *container.Container, noTrunc, size bool) 
 }
 
 // newInspectCommand is docker inspect: containers first, then images.
-func newInspectCommand() *cobra.Command {
+func newInspectCommand() *cobra.Command { return inspectCommand("") }
+
+// newInspectContainerCommand is docker container inspect.
+func newInspectContainerCommand() *cobra.Command { return inspectCommand("container") }
+
+// inspectCommand looks objects up as containers and, unless only is
+// "container", as images.
+func inspectCommand(only string) *cobra.Command {
 	var format, typ string
 	var size bool
 	cmd := &cobra.Command{
@@ -279,6 +286,9 @@ func newInspectCommand() *cobra.Command {
 		Short: "Return low-level information on containers or images",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: withEngine(func(cmd *cobra.Command, e *container.Engine, args []string) error {
+			if only != "" {
+				typ = only
+			}
 			var out []any
 			var failed bool
 			for _, ref := range args {
@@ -310,42 +320,13 @@ func newInspectCommand() *cobra.Command {
 			return nil
 		}),
 	}
-	cmd.Flags().StringVarP(&format, "format", "f", "", "format the output using a Go template")
-	cmd.Flags().StringVar(&typ, "type", "", "only inspect objects of this type: container or image")
-	cmd.Flags().BoolVarP(&size, "size", "s", false, "display total file sizes for containers")
-	return cmd
-}
-
-func newInspectContainerCommand() *cobra.Command {
-	var format string
-	var size bool
-	cmd := &cobra.Command{
-		Use:   "inspect [OPTIONS] CONTAINER [CONTAINER...]",
-		Short: "Display detailed information on one or more containers",
-		Args:  cobra.MinimumNArgs(1),
-		RunE: withEngine(func(cmd *cobra.Command, e *container.Engine, args []string) error {
-			var out []any
-			var failed bool
-			for _, ref := range args {
-				c, err := e.Refresh(ref)
-				if err != nil {
-					logError(err)
-					failed = true
-					continue
-				}
-				out = append(out, e.Inspect(c, size))
-			}
-			if err := printInspect(cmd, format, out); err != nil {
-				return err
-			}
-			if failed {
-				return exitError{code: 1}
-			}
-			return nil
-		}),
+	if only != "" {
+		cmd.Short = "Display detailed information on one or more containers"
+	} else {
+		cmd.Flags().StringVar(&typ, "type", "", "only inspect objects of this type: container or image")
 	}
 	cmd.Flags().StringVarP(&format, "format", "f", "", "format the output using a Go template")
-	cmd.Flags().BoolVarP(&size, "size", "s", false, "display total file sizes")
+	cmd.Flags().BoolVarP(&size, "size", "s", false, "display total file sizes for containers")
 	return cmd
 }
 

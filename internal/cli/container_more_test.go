@@ -29,23 +29,7 @@ var berthBin string
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	code := func() int {
-		if testing.Short() || os.Getuid() != 0 {
-			return m.Run() // the e2e tests skip themselves
-		}
-		dir, err := os.MkdirTemp("", "berth-cli-bin")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		if berthBin, err = testutil.BuildBerth(dir); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		return m.Run()
-	}()
-	os.Exit(code)
+	os.Exit(testutil.MainWithBerth(m, &berthBin))
 }
 
 // newBerth gives a test an engine with a busybox image "bb" whose root
@@ -53,12 +37,7 @@ func TestMain(m *testing.M) {
 // end that nothing of its containers is left on the host.
 func newBerth(t *testing.T) *testutil.Berth {
 	t.Helper()
-	testutil.RequiresRoot(t)
-	if berthBin == "" {
-		t.Skip("needs the berth binary (built by TestMain; skipped with -short)")
-	}
-	b := testutil.NewBerth(t, berthBin)
-	b.ImportBusybox("bb", func(rootfs string) {
+	return testutil.NewEngine(t, berthBin, func(rootfs string) {
 		for _, a := range []string{"tty", "stty", "ln", "seq"} {
 			os.Symlink("busybox", filepath.Join(rootfs, "bin", a))
 		}
@@ -69,47 +48,6 @@ func newBerth(t *testing.T) *testutil.Berth {
 		os.WriteFile(filepath.Join(rootfs, "data/sub/b"), []byte("beta\n"), 0o600)
 		os.Chown(filepath.Join(rootfs, "data/a"), 1000, 2000)
 	})
-	t.Cleanup(func() {
-		if ids := strings.Fields(b.Must("ps", "-aq", "--no-trunc")); len(ids) > 0 {
-			b.Run(append([]string{"rm", "-f"}, ids...)...)
-		}
-		checkNoResidue(t, b)
-	})
-	return b
-}
-
-// checkNoResidue: no container directory, run directory, mount or helper
-// process of b's engine is left.
-func checkNoResidue(t *testing.T, b *testutil.Berth) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ents, _ := os.ReadDir(b.RunRoot)
-		left := 0
-		for _, e := range ents {
-			if e.Name() != "runtime" {
-				left++
-			}
-		}
-		if left == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("run root entries left: %d", left)
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if ents, _ := os.ReadDir(filepath.Join(b.Root, "containers")); len(ents) > 0 {
-		t.Errorf("container directories left: %d", len(ents))
-	}
-	mi, _ := os.ReadFile("/proc/self/mountinfo")
-	if strings.Contains(string(mi), b.Root) {
-		t.Errorf("mounts under the engine root left in the host's mountinfo")
-	}
-	if bytes.Contains(mi, []byte(b.Root)) {
-		t.Errorf("mounts left")
-	}
 }
 
 // runDetached starts a container and returns its ID.

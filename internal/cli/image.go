@@ -353,39 +353,43 @@ func newImageInspectCommand() *cobra.Command {
 		Short: "Display detailed information on one or more images",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: withImages(func(cmd *cobra.Command, s *image.Service, args []string) error {
-			var out []any
-			var errs []string
-			for _, ref := range args {
-				ins, err := s.Inspect(ref)
-				if err != nil {
-					errs = append(errs, userMessage(err))
-					continue
-				}
-				if format != "" {
-					// As Docker: fields by their JSON names ({{.Id}}).
-					if err := formatOut(cmd, format, asJSONValue(ins)); err != nil {
-						return err
-					}
-					continue
-				}
-				out = append(out, ins)
-			}
-			if format == "" {
-				if out == nil {
-					out = []any{}
-				}
-				if err := printJSON(cmd.OutOrStdout(), out); err != nil {
-					return err
-				}
-			}
-			if len(errs) > 0 {
-				return fmt.Errorf("%s", strings.Join(errs, "; "))
-			}
-			return nil
+			return inspectEach(cmd, format, args, func(ref string) (any, error) { return s.Inspect(ref) })
 		}),
 	}
 	cmd.Flags().StringVarP(&format, "format", "f", "", "format with a Go template")
 	return cmd
+}
+
+// inspectEach is the body of the inspect verbs: a JSON array of what get
+// returns for each argument, or each through --format with fields by
+// their JSON names ({{.Id}}, {{.CreatedAt}} in RFC 3339), as Docker does.
+// Failures are reported together after the found ones are printed.
+func inspectEach(cmd *cobra.Command, format string, args []string, get func(ref string) (any, error)) error {
+	out := []any{}
+	var errs []string
+	for _, ref := range args {
+		v, err := get(ref)
+		if err != nil {
+			errs = append(errs, userMessage(err))
+			continue
+		}
+		if format != "" {
+			if err := formatOut(cmd, format, asJSONValue(v)); err != nil {
+				return err
+			}
+			continue
+		}
+		out = append(out, v)
+	}
+	if format == "" {
+		if err := printJSON(cmd.OutOrStdout(), out); err != nil {
+			return err
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return nil
 }
 
 func newHistoryCommand() *cobra.Command {

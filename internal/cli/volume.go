@@ -193,35 +193,7 @@ func newVolumeInspectCommand() *cobra.Command {
 		Short: "Display detailed information on one or more volumes",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: withVolumes(func(cmd *cobra.Command, s *volume.Store, args []string) error {
-			var out []*volume.Volume
-			var errs []string
-			for _, name := range args {
-				v, err := s.Get(name)
-				if err != nil {
-					errs = append(errs, userMessage(err))
-					continue
-				}
-				if format != "" {
-					// As Docker: fields as the JSON shows them ({{.CreatedAt}} in RFC 3339).
-					if err := formatOut(cmd, format, asJSONValue(v)); err != nil {
-						return err
-					}
-					continue
-				}
-				out = append(out, v)
-			}
-			if format == "" {
-				if out == nil {
-					out = []*volume.Volume{}
-				}
-				if err := printJSON(cmd.OutOrStdout(), out); err != nil {
-					return err
-				}
-			}
-			if len(errs) > 0 {
-				return fmt.Errorf("%s", strings.Join(errs, "; "))
-			}
-			return nil
+			return inspectEach(cmd, format, args, func(name string) (any, error) { return s.Get(name) })
 		}),
 	}
 	cmd.Flags().StringVarP(&format, "format", "f", "", "format with a Go template")

@@ -25,106 +25,21 @@ var berthBin string
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	code := func() int {
-		if testing.Short() || os.Getuid() != 0 {
-			return m.Run() // the e2e tests skip themselves
-		}
-		dir, err := os.MkdirTemp("", "berth-container-bin")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		if berthBin, err = testutil.BuildBerth(dir); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		return m.Run()
-	}()
-	os.Exit(code)
+	os.Exit(testutil.MainWithBerth(m, &berthBin))
 }
 
 // newBerth gives the test an engine with a busybox image "bb" and checks,
 // at the end, that nothing of the test's containers is left on the host.
 func newBerth(t *testing.T) *testutil.Berth {
 	t.Helper()
-	testutil.RequiresRoot(t)
-	if berthBin == "" {
-		t.Skip("needs the berth binary (built by TestMain; skipped with -short)")
-	}
-	b := testutil.NewBerth(t, berthBin)
-	b.ImportBusybox("bb", func(rootfs string) {
+	return testutil.NewEngine(t, berthBin, func(rootfs string) {
 		for _, a := range []string{"tty", "stty", "seq"} {
 			os.Symlink("busybox", filepath.Join(rootfs, "bin", a))
 		}
 	})
-	t.Cleanup(func() {
-		if ids := strings.Fields(b.Must("ps", "-aq", "--no-trunc")); len(ids) > 0 {
-			b.Run(append([]string{"rm", "-f"}, ids...)...)
-		}
-		checkNoResidue(t, b)
-	})
-	return b
 }
 
-// checkNoResidue is the zero-residue contract: no container directory,
-// run directory, cgroup, mount or process of b's engine is left.
-func checkNoResidue(t *testing.T, b *testutil.Berth) {
-	t.Helper()
-	// The last monitor closes its socket just before it exits.
-	deadline := time.Now().Add(10 * time.Second)
-	for len(monitorsOf(b)) > 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if pids := monitorsOf(b); len(pids) > 0 {
-		t.Errorf("monitors left running: %v", pids)
-	}
-	if ents, _ := os.ReadDir(filepath.Join(b.Root, "containers")); len(ents) > 0 {
-		t.Errorf("container directories left: %d", len(ents))
-	}
-	if ents, _ := os.ReadDir(b.RunRoot); len(ents) > 0 {
-		var names []string
-		for _, e := range ents {
-			if e.Name() == "runtime" {
-				if sub, _ := os.ReadDir(filepath.Join(b.RunRoot, "runtime")); len(sub) == 0 {
-					continue
-				}
-			}
-			names = append(names, e.Name())
-		}
-		if len(names) > 0 {
-			t.Errorf("run root entries left: %v", names)
-		}
-	}
-	if ents, _ := os.ReadDir(filepath.Join(b.Root, "snapshots", "active")); len(ents) > 0 {
-		t.Errorf("active snapshots left: %d", len(ents))
-	}
-	mi, _ := os.ReadFile("/proc/self/mountinfo")
-	if strings.Contains(string(mi), b.Root) {
-		t.Errorf("mounts under the engine root left in the host's mountinfo")
-	}
-}
-
-// monitorsOf lists the monitor processes of b's engine (by their argv).
-func monitorsOf(b *testutil.Berth) []int {
-	var pids []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmd, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil {
-			continue
-		}
-		args := strings.Split(string(cmd), "\x00")
-		if len(args) > 3 && args[1] == "monitor" && args[3] == b.Root {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
+func monitorsOf(b *testutil.Berth) []int { return b.Monitors() }
 
 func TestRunForeground(t *testing.T) {
 	b := newBerth(t)
@@ -426,7 +341,7 @@ func TestInitReapsZombies(t *testing.T) {
 			return err == nil
 		})
 		time.Sleep(300 * time.Millisecond)
-		return zombiesUnder(pid)
+		return testutil.Zombies(pid)
 	}
 	if n := count(true); n != 0 {
 		t.Errorf("with --init: %d zombies", n)
@@ -434,30 +349,6 @@ func TestInitReapsZombies(t *testing.T) {
 	if n := count(false); n < 900 {
 		t.Logf("without --init: %d zombies (the control: sleep as PID 1 reaps nothing)", n)
 	}
-}
-
-// zombiesUnder counts zombie processes in the pid namespace of pid.
-func zombiesUnder(pid int) int {
-	ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
-	n := 0
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		if other, _ := os.Readlink("/proc/" + e.Name() + "/ns/pid"); other != ns {
-			continue
-		}
-		st, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(st)
-		if i := strings.LastIndexByte(s, ')'); i > 0 && len(s) > i+2 && s[i+2] == 'Z' {
-			n++
-		}
-	}
-	return n
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 // TestZeroResidue is the issue's contract: after 500 `run --rm` and 200
@@ -33,7 +35,7 @@ func TestZeroResidue(t *testing.T) {
 		id := b.Must("run", "-d", "bb", "sleep", "100")
 		b.Must("rm", "-f", id)
 	}
-	checkNoResidue(t, b)
+	b.CheckNoResidue(t)
 	// Exited monitors are children of the host's init, which reaps when
 	// it gets to it (this VM's init is lazy): give it a few seconds.
 	after := hostSnapshot(t, b.Root)
@@ -60,7 +62,7 @@ func hostSnapshot(t *testing.T, root string) map[string]int {
 		ents, _ := os.ReadDir(filepath.Join("/sys/fs/cgroup", c.Name(), "berth"))
 		m["cgroup dirs under berth/"] += len(ents)
 	}
-	m["zombies"] = hostZombies()
+	m["zombies"] = testutil.Zombies(0)
 	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err == nil {
 			m["inodes under the engine root"]++
@@ -68,25 +70,6 @@ func hostSnapshot(t *testing.T, root string) map[string]int {
 		return nil
 	})
 	return m
-}
-
-func hostZombies() int {
-	n := 0
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		st, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(st)
-		if i := strings.LastIndexByte(s, ')'); i > 0 && len(s) > i+2 && s[i+2] == 'Z' {
-			n++
-		}
-	}
-	return n
 }
 
 // floodSource writes n MiB of numbered 1 KiB lines to stdout as fast as it

@@ -21,6 +21,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/content"
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/metadb"
 	"github.com/berth-dev/berth/internal/snapshot"
 )
 
@@ -79,7 +80,7 @@ func (s *Service) Tag(idOrRef, newRef string) error { return s.Meta.Tag(idOrRef,
 // no record names yet (import, load, save reading blobs), exclusive while
 // GC decides what nothing names.
 func (s *Service) lockGC(how int) (func(), error) {
-	unlock, err := flock(filepath.Join(s.Meta.root, "gc.lock"), how)
+	unlock, err := metadb.Lock(filepath.Join(s.Meta.root, "gc.lock"), how)
 	if err != nil {
 		return nil, fmt.Errorf("lock image store: %w", err)
 	}

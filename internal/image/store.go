@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -14,9 +13,9 @@ import (
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
-	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/metadb"
 )
 
 var (
@@ -24,45 +23,32 @@ var (
 	bucketNames  = []byte("names")
 )
 
-// dbTimeout bounds the wait for bbolt's own file lock. Writers that follow
-// the metadata.lock protocol never contend for it; the timeout only matters
-// when some other opener does not, and then a clear error beats a hang.
-const dbTimeout = 30 * time.Second
-
-// Store keeps image records and names in <root>/metadata.db.
-//
-// Each call opens the database, runs one transaction and closes it again,
-// holding <root>/metadata.lock shared (reads) or exclusive (writes) for
-// the duration. bbolt locks its file for as long as it is open, so a
-// long-lived handle would lock every other berth process out; opening per
-// call costs well under a millisecond (see BenchmarkStoreGet).
+// Store keeps image records and names in <root>/metadata.db, through
+// package metadb: each call takes metadata.lock, opens the database, runs
+// one transaction and closes it, so no berth process locks the others out.
 type Store struct {
-	root     string
-	dbPath   string
-	lockPath string
+	root string
+	db   *metadb.DB
 }
 
 // Open opens (creating if needed) the metadata store under root.
 func Open(root string) (*Store, error) {
-	if err := os.MkdirAll(root, 0o700); err != nil {
+	db, err := metadb.Open(root)
+	if err != nil {
 		return nil, fmt.Errorf("open image metadata: %w", err)
 	}
-	s := &Store{
-		root:     root,
-		dbPath:   filepath.Join(root, "metadata.db"),
-		lockPath: filepath.Join(root, "metadata.lock"),
-	}
-	if _, err := os.Stat(s.dbPath); err == nil {
+	s := &Store{root: root, db: db}
+	if _, err := os.Stat(db.Path()); err == nil {
 		// Fast path: the buckets exist unless someone else made the file.
 		ok := false
-		if err := s.view(func(tx *bolt.Tx) error {
+		if err := db.View(func(tx *bolt.Tx) error {
 			ok = tx.Bucket(bucketImages) != nil && tx.Bucket(bucketNames) != nil
 			return nil
 		}); err == nil && ok {
 			return s, nil
 		}
 	}
-	err := s.update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketImages, bucketNames} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
@@ -79,62 +65,16 @@ func Open(root string) (*Store, error) {
 // Root is the engine root the store lives in.
 func (s *Store) Root() string { return s.root }
 
-// flock takes how (unix.LOCK_SH or LOCK_EX) on path and returns the
-// release. A new descriptor per call: flock locks belong to the open file
-// description, so goroutines of one process exclude each other too.
-func flock(path string, how int) (func(), error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	for {
-		err = unix.Flock(int(f.Fd()), how)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
-		return nil, os.NewSyscallError("flock", err)
-	}
-	return func() { f.Close() }, nil // closing the descriptor releases the lock
-}
-
 func (s *Store) view(fn func(tx *bolt.Tx) error) error {
-	unlock, err := flock(s.lockPath, unix.LOCK_SH)
-	if err != nil {
-		return fmt.Errorf("lock image metadata: %w", err)
-	}
-	defer unlock()
-	db, err := bolt.Open(s.dbPath, 0o600, &bolt.Options{ReadOnly: true, Timeout: dbTimeout})
-	if err != nil {
-		return fmt.Errorf("open %s: %w", s.dbPath, err)
-	}
-	defer db.Close()
-	return db.View(func(tx *bolt.Tx) error {
+	return s.db.View(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketImages) == nil || tx.Bucket(bucketNames) == nil {
-			return fmt.Errorf("%s has no image buckets; was it opened with image.Open?: %w", s.dbPath, errdefs.ErrFailedPrecondition)
+			return fmt.Errorf("%s has no image buckets; was it opened with image.Open?: %w", s.db.Path(), errdefs.ErrFailedPrecondition)
 		}
 		return fn(tx)
 	})
 }
 
-func (s *Store) update(fn func(tx *bolt.Tx) error) error {
-	unlock, err := flock(s.lockPath, unix.LOCK_EX)
-	if err != nil {
-		return fmt.Errorf("lock image metadata: %w", err)
-	}
-	defer unlock()
-	db, err := bolt.Open(s.dbPath, 0o600, &bolt.Options{Timeout: dbTimeout})
-	if err != nil {
-		return fmt.Errorf("open %s: %w", s.dbPath, err)
-	}
-	err = db.Update(fn)
-	if cerr := db.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("close %s: %w", s.dbPath, cerr)
-	}
-	return err
-}
+func (s *Store) update(fn func(tx *bolt.Tx) error) error { return s.db.Update(fn) }
 
 // Put writes an image record and points its RepoTags and RepoDigests at
 // it, taking each name away from any other image that had it (as

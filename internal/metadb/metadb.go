@@ -19,6 +19,9 @@ type DB struct {
 	path, lock string
 }
 
+// Path is the database file.
+func (d *DB) Path() string { return d.path }
+
 // Open returns the database of root, creating root if needed. Buckets are
 // created by the packages that own them, in their first Update.
 func Open(root string) (*DB, error) {
@@ -28,13 +31,14 @@ func Open(root string) (*DB, error) {
 	return &DB{path: filepath.Join(root, "metadata.db"), lock: filepath.Join(root, "metadata.lock")}, nil
 }
 
-// flock takes how on the lock file; closing the returned file releases it.
-// A new descriptor per call: flock locks belong to the open file
-// description, so goroutines of one process exclude each other too.
-func (d *DB) flock(how int) (*os.File, error) {
-	f, err := os.OpenFile(d.lock, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+// Lock takes how (unix.LOCK_SH or LOCK_EX) on the file at path, creating
+// it, and returns the release. A new descriptor per call: flock locks
+// belong to the open file description, so goroutines of one process
+// exclude each other too.
+func Lock(path string, how int) (func(), error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("lock metadata: %w", err)
+		return nil, err
 	}
 	for {
 		err = unix.Flock(int(f.Fd()), how)
@@ -44,23 +48,31 @@ func (d *DB) flock(how int) (*os.File, error) {
 	}
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("lock metadata: %w", os.NewSyscallError("flock", err))
+		return nil, os.NewSyscallError("flock", err)
 	}
-	return f, nil
+	return func() { f.Close() }, nil // closing the descriptor releases the lock
+}
+
+func (d *DB) flock(how int) (func(), error) {
+	unlock, err := Lock(d.lock, how)
+	if err != nil {
+		return nil, fmt.Errorf("lock metadata: %w", err)
+	}
+	return unlock, nil
 }
 
 // View runs fn in a read-only transaction. A database that does not exist
 // yet reads as empty: fn gets a transaction with no buckets.
 func (d *DB) View(fn func(tx *bolt.Tx) error) error {
-	l, err := d.flock(unix.LOCK_SH)
+	unlock, err := d.flock(unix.LOCK_SH)
 	if err != nil {
 		return err
 	}
-	defer l.Close()
 	if _, err := os.Stat(d.path); os.IsNotExist(err) {
-		l.Close()
+		unlock()
 		return d.Update(fn) // creates the file; fn only reads
 	}
+	defer unlock()
 	db, err := bolt.Open(d.path, 0o600, &bolt.Options{ReadOnly: true, Timeout: timeout})
 	if err != nil {
 		return fmt.Errorf("open %s: %w", d.path, err)
@@ -71,11 +83,11 @@ func (d *DB) View(fn func(tx *bolt.Tx) error) error {
 
 // Update runs fn in a read-write transaction, committed when fn returns nil.
 func (d *DB) Update(fn func(tx *bolt.Tx) error) error {
-	l, err := d.flock(unix.LOCK_EX)
+	unlock, err := d.flock(unix.LOCK_EX)
 	if err != nil {
 		return err
 	}
-	defer l.Close()
+	defer unlock()
 	db, err := bolt.Open(d.path, 0o600, &bolt.Options{Timeout: timeout})
 	if err != nil {
 		return fmt.Errorf("open %s: %w", d.path, err)
