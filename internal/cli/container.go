@@ -61,7 +61,7 @@ func addContainerCommands(root *cobra.Command) {
 // runFlags are the flags of run and create.
 type runFlags struct {
 	detach, interactive, tty, rm, init, readOnly, privileged bool
-	name, workdir, user, entrypoint, hostname, restart     string
+	name, workdir, user, entrypoint, hostname, restart       string
 	memory, memorySwap, cpus, cpusetCpus, stopSignal         string
 	network, pull, logDriver                                 string
 	cpuShares, pidsLimit                                     int64
@@ -72,7 +72,7 @@ type runFlags struct {
 
 func addRunFlags(cmd *cobra.Command, f *runFlags, run bool) {
 	fs := cmd.Flags()
-	fs.SetInterspersed(false) // flags after the image belong to the command
+	fs.SetInterspersed(false)             // flags after the image belong to the command
 	fs.Bool("help", false, "print usage") // -h is --hostname, as in Docker
 	if run {
 		fs.BoolVarP(&f.detach, "detach", "d", false, "run in the background and print the container ID")
@@ -338,20 +338,11 @@ func attachStreams(e *container.Engine, c *container.Container, conn *container.
 		if state, err := term.MakeRaw(int(os.Stdin.Fd())); err == nil {
 			defer term.Restore(int(os.Stdin.Fd()), state)
 		}
-		resize := func() {
+		defer followWindowSize(func() {
 			if w, h, err := term.GetSize(int(os.Stdin.Fd())); err == nil {
 				conn.Resize(uint16(h), uint16(w))
 			}
-		}
-		resize()
-		winch := make(chan os.Signal, 1)
-		signal.Notify(winch, syscall.SIGWINCH)
-		defer signal.Stop(winch)
-		go func() {
-			for range winch {
-				resize()
-			}
-		}()
+		})()
 	}
 	sigs := make(chan os.Signal, 8)
 	if !tty {
@@ -628,7 +619,6 @@ func newMonitorHookCommand() *cobra.Command {
 	}
 }
 
-
 func init() {
 	// `volume rm` and `volume prune` ask the container records.
 	volumeInUse = func(root, name string) []string {
@@ -661,4 +651,21 @@ func imageInUse() func(id digest.Digest) bool {
 		}
 	}
 	return func(id digest.Digest) bool { return used[id.String()] }
+}
+
+// followWindowSize calls resize now and on every SIGWINCH until the
+// returned stop is called.
+func followWindowSize(resize func()) (stop func()) {
+	resize()
+	winch := make(chan os.Signal, 1)
+	signal.Notify(winch, syscall.SIGWINCH)
+	go func() {
+		for range winch {
+			resize()
+		}
+	}()
+	return func() {
+		signal.Stop(winch)
+		close(winch)
+	}
 }

@@ -165,11 +165,11 @@ func terminalSize() (rows, cols uint16) {
 // ttySession connects the user's terminal to an exec's pty: raw mode,
 // keystrokes in (with -i), output out, window size changes forwarded.
 type ttySession struct {
-	stdin   bool
-	master  *os.File
-	restore func()
-	winch   chan os.Signal
-	done    chan struct{} // closed when the output has been copied
+	stdin      bool
+	master     *os.File
+	restore    func()
+	stopResize func()
+	done       chan struct{} // closed when the output has been copied
 }
 
 func (s *ttySession) attach(master *os.File) {
@@ -180,19 +180,11 @@ func (s *ttySession) attach(master *os.File) {
 			s.restore = func() { term.Restore(in, state) }
 		}
 	}
-	resize := func() {
+	s.stopResize = followWindowSize(func() {
 		if rows, cols := terminalSize(); rows > 0 {
 			unix.IoctlSetWinsize(int(master.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
 		}
-	}
-	resize()
-	s.winch = make(chan os.Signal, 1)
-	signal.Notify(s.winch, syscall.SIGWINCH)
-	go func() {
-		for range s.winch {
-			resize()
-		}
-	}()
+	})
 	if s.stdin {
 		go io.Copy(master, os.Stdin)
 	}
@@ -211,8 +203,7 @@ func (s *ttySession) finish() {
 	}
 	s.master.SetReadDeadline(time.Now().Add(time.Second))
 	<-s.done
-	signal.Stop(s.winch)
-	close(s.winch)
+	s.stopResize()
 	if s.restore != nil {
 		s.restore()
 	}
@@ -293,20 +284,11 @@ func attachSession(e *container.Engine, c *container.Container, conn *container.
 				defer term.Restore(in, state)
 			}
 		}
-		resize := func() {
+		defer followWindowSize(func() {
 			if rows, cols := terminalSize(); rows > 0 {
 				conn.Resize(rows, cols)
 			}
-		}
-		resize()
-		winch := make(chan os.Signal, 1)
-		signal.Notify(winch, syscall.SIGWINCH)
-		defer signal.Stop(winch)
-		go func() {
-			for range winch {
-				resize()
-			}
-		}()
+		})()
 	}
 	if sigProxy && !tty {
 		sigs := make(chan os.Signal, 8)

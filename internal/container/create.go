@@ -24,18 +24,18 @@ type CreateOpts struct {
 	Cmd []string
 	// Entrypoint overrides the image's when non-nil (an empty slice clears
 	// it, as --entrypoint "" does).
-	Entrypoint []string
-	Env        []string
-	WorkingDir string
-	User       string
-	Hostname   string
-	Labels     map[string]string
-	Tty        bool
-	OpenStdin  bool
-	StdinOnce  bool
-	StopSignal string
+	Entrypoint  []string
+	Env         []string
+	WorkingDir  string
+	User        string
+	Hostname    string
+	Labels      map[string]string
+	Tty         bool
+	OpenStdin   bool
+	StdinOnce   bool
+	StopSignal  string
 	StopTimeout *int
-	HostConfig HostConfig
+	HostConfig  HostConfig
 }
 
 // Create makes a container from an image: a record, a writable snapshot
