@@ -626,8 +626,21 @@ func applyChanges(o *image.ImportOpts, changes []string) error {
 				}
 				o.Config.ExposedPorts[p] = struct{}{}
 			}
+		case "VOLUME":
+			if o.Config.Volumes == nil {
+				o.Config.Volumes = map[string]struct{}{}
+			}
+			vols := strings.Fields(rest)
+			if strings.HasPrefix(rest, "[") {
+				vols = list()
+			}
+			for _, v := range vols {
+				o.Config.Volumes[v] = struct{}{}
+			}
+		case "STOPSIGNAL":
+			o.Config.StopSignal = rest
 		default:
-			return fmt.Errorf("--change %q: berth supports CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL and EXPOSE: %w", c, errdefs.ErrInvalidArgument)
+			return fmt.Errorf("--change %q: berth supports CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE, VOLUME and STOPSIGNAL: %w", c, errdefs.ErrInvalidArgument)
 		}
 	}
 	return nil

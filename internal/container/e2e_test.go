@@ -197,6 +197,15 @@ func TestDetachedLifecycle(t *testing.T) {
 	if got := b.Must("wait", "tocker"); got != "0" {
 		t.Errorf("wait on exited: %q", got)
 	}
+	// kill -s delivers the signal named.
+	b.Must("start", "tocker")
+	b.Must("kill", "-s", "TERM", "tocker")
+	if got := b.Must("wait", "tocker"); got != "0" {
+		t.Errorf("wait after kill -s TERM: %q, want the trap's 0", got)
+	}
+	if n := strings.Count(b.Must("logs", "tocker"), "got TERM"); n != 2 {
+		t.Errorf("the trap ran %d times, want 2 (stop, kill -s TERM)", n)
+	}
 	// start again, then kill: 137.
 	b.Must("start", "tocker")
 	b.Must("kill", "tocker")
@@ -262,7 +271,8 @@ func TestRestartPolicy(t *testing.T) {
 
 func TestCgroupLimits(t *testing.T) {
 	b := newBerth(t)
-	id := b.Must("run", "-d", "-m", "64m", "--pids-limit", "50", "--cpus", "0.5", "bb", "sleep", "100")
+	id := b.Must("run", "-d", "-m", "64m", "--memory-swap", "96m", "--pids-limit", "50", "--cpus", "0.5",
+		"--cpu-shares", "512", "--cpuset-cpus", "0", "bb", "sleep", "100")
 	pid := b.Must("inspect", "-f", "{{.State.Pid}}", id)
 	cg, err := os.ReadFile("/proc/" + pid + "/cgroup")
 	if err != nil {
@@ -276,10 +286,16 @@ func TestCgroupLimits(t *testing.T) {
 		switch f[1] {
 		case "memory":
 			checkFile(t, "/sys/fs/cgroup/memory"+f[2]+"/memory.limit_in_bytes", strconv.Itoa(64<<20))
+			if _, err := os.Stat("/sys/fs/cgroup/memory" + f[2] + "/memory.memsw.limit_in_bytes"); err == nil {
+				checkFile(t, "/sys/fs/cgroup/memory"+f[2]+"/memory.memsw.limit_in_bytes", strconv.Itoa(96<<20))
+			}
 		case "pids":
 			checkFile(t, "/sys/fs/cgroup/pids"+f[2]+"/pids.max", "50")
 		case "cpu,cpuacct":
 			checkFile(t, "/sys/fs/cgroup/cpu,cpuacct"+f[2]+"/cpu.cfs_quota_us", "50000")
+			checkFile(t, "/sys/fs/cgroup/cpu,cpuacct"+f[2]+"/cpu.shares", "512")
+		case "cpuset":
+			checkFile(t, "/sys/fs/cgroup/cpuset"+f[2]+"/cpuset.cpus", "0")
 		}
 	}
 	b.Must("rm", "-f", id)
@@ -626,5 +642,45 @@ func TestLogsSinceUntilFollow(t *testing.T) {
 	}
 	if got := b.Must("logs", "--tail", "0", id); got != "" {
 		t.Errorf("--tail 0: %q", got)
+	}
+}
+
+// TestImageConfigHonoured: the image's Entrypoint/Cmd, Env, WorkingDir,
+// User, Volumes (anonymous volumes, filled from the image), StopSignal,
+// Labels and ExposedPorts reach the container.
+func TestImageConfigHonoured(t *testing.T) {
+	b := newBerth(t)
+	rootfs := testutil.BusyboxRootfs(t, t.TempDir())
+	os.MkdirAll(filepath.Join(rootfs, "data"), 0o755)
+	os.WriteFile(filepath.Join(rootfs, "data", "seed"), []byte("from the image\n"), 0o644)
+	os.WriteFile(filepath.Join(rootfs, "etc", "passwd"), []byte("root:x:0:0::/root:/bin/sh\nsvc:x:500:500::/srv:/bin/sh\n"), 0o644)
+	var tarball strings.Builder
+	if err := testutil.TarDir(&tarball, rootfs); err != nil {
+		t.Fatal(err)
+	}
+	b.Must("rmi", "bb") // the test's own image replaces it
+	_, errs, code := b.RunInput(strings.NewReader(tarball.String()), "import",
+		"--change", `ENTRYPOINT ["sh", "-c"]`, "--change", `CMD ["echo default $GREETING from $(pwd) as $(id -u); cat /data/seed"]`,
+		"--change", "ENV GREETING=hi", "--change", "WORKDIR /tmp", "--change", "USER svc",
+		"--change", "VOLUME /data", "--change", "STOPSIGNAL SIGUSR2", "--change", "LABEL tier=db",
+		"--change", "EXPOSE 5432", "-", "cfg:1")
+	if code != 0 {
+		t.Fatalf("import: %s", errs)
+	}
+	id := b.Must("create", "cfg:1")
+	if got := b.Must("start", "-a", id); got != "default hi from /tmp as 500\nfrom the image" {
+		t.Errorf("image config: %q", got)
+	}
+	got := b.Must("inspect", "-f", `{{.Config.StopSignal}} {{index .Config.Labels "tier"}} {{len .Config.ExposedPorts}} {{len .Mounts}} {{(index .Mounts 0).Type}}`, id)
+	if got != "SIGUSR2 db 1 1 volume" {
+		t.Errorf("inspect: %q", got)
+	}
+	// Arguments replace Cmd and keep the Entrypoint.
+	if got := b.Must("run", "--rm", "cfg:1", "echo replaced"); got != "replaced" {
+		t.Errorf("run with a command: %q", got)
+	}
+	b.Must("rm", "-v", id)
+	if vols := b.Must("volume", "ls", "-q"); vols != "" {
+		t.Errorf("anonymous volumes left after rm -v and run --rm: %q", vols)
 	}
 }

@@ -59,8 +59,14 @@ func (e *Engine) imagePath(id, target string) string {
 		dirs = []string{plan[0].Source}
 	}
 	for _, d := range dirs {
-		p := filepath.Join(d, target)
-		// Refuse a path through a symlink: it would resolve on the host.
+		// Layer paths may be short links (they keep overlay's mount
+		// options small); resolve the layer itself, then refuse a path
+		// through a symlink inside it: that would resolve on the host.
+		base, err := filepath.EvalSymlinks(d)
+		if err != nil {
+			continue
+		}
+		p := filepath.Join(base, target)
 		if real, err := filepath.EvalSymlinks(p); err != nil || real != p {
 			continue
 		}
