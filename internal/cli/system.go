@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/cgroups"
+	"github.com/berth-dev/berth/internal/container"
 	"github.com/berth-dev/berth/internal/image"
 	"github.com/berth-dev/berth/internal/runtime"
 	"github.com/berth-dev/berth/internal/version"
@@ -155,17 +156,22 @@ func gatherInfo() (*systemInfo, error) {
 			info.Driver = "vfs"
 		}
 	}
-	if r, err := runtime.New(info.RuntimeRoot); err == nil {
-		states, _ := r.List()
-		for _, s := range states {
-			info.Containers++
-			switch s.Status {
-			case runtime.Running, runtime.Created:
-				info.ContainersRunning++
-			case runtime.Paused:
-				info.ContainersPaused++
-			default:
-				info.ContainersStopped++
+	// Containers are the engine's records (runtime-only containers of
+	// `berth runtime` are not Docker containers).
+	if _, err := os.Stat(filepath.Join(engineRoot, "metadata.db")); err == nil {
+		if e, err := containerEngine(); err == nil {
+			cs, _ := e.List()
+			for _, c := range cs {
+				c = e.RefreshRecord(c)
+				info.Containers++
+				switch c.State.Status {
+				case container.StatusRunning, container.StatusRestarting:
+					info.ContainersRunning++
+				case container.StatusPaused:
+					info.ContainersPaused++
+				default:
+					info.ContainersStopped++
+				}
 			}
 		}
 	}

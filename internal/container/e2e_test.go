@@ -515,6 +515,9 @@ func TestRunTTY(t *testing.T) {
 func TestImageInUse(t *testing.T) {
 	b := newBerth(t)
 	b.Must("create", "--name", "holder", "bb", "echo", "still here")
+	if got := b.Must("info", "--format", "{{.Containers}} {{.ContainersStopped}} {{.Images}}"); got != "1 1 1" {
+		t.Errorf("info counts: %q", got)
+	}
 	if _, errs, code := b.Run("rmi", "bb"); code != 1 || !strings.Contains(errs, "holder") && !strings.Contains(errs, "container") {
 		t.Errorf("rmi of a used image: %d %q", code, errs)
 	}
