@@ -363,8 +363,14 @@ func attachStreams(e *container.Engine, c *container.Container, conn *container.
 	for {
 		t, p, err := conn.ReadFrame()
 		if err != nil {
-			// The monitor is gone (killed?): fall back to the record.
-			return e.Wait(c.ID)
+			// The monitor dropped us (we read too slowly) or died: no more
+			// output, but the exit code still comes from the record.
+			logWarn("lost the container's output stream (%v); waiting for it to exit", err)
+			code, werr := e.Wait(c.ID)
+			if errors.Is(werr, errdefs.ErrNotFound) {
+				return 0, fmt.Errorf("container %s exited and was removed while detached: its exit code is unknown", container.ShortID(c.ID))
+			}
+			return code, werr
 		}
 		switch t {
 		case container.FrameStdout:

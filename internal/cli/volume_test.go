@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -59,7 +60,14 @@ func TestVolumeVerbs(t *testing.T) {
 	}
 	must("volume", "create", "-d", "local", "other")
 
-	want := "DRIVER    VOLUME NAME\nlocal     " + anon + "\nlocal     data\nlocal     other\n"
+	// Sorted by name: where the random anonymous name falls depends on
+	// its first hex digit.
+	names := []string{anon, "data", "other"}
+	sort.Strings(names)
+	want := "DRIVER    VOLUME NAME\n"
+	for _, n := range names {
+		want += "local     " + n + "\n"
+	}
 	if out := must("volume", "ls"); out != want {
 		t.Errorf("ls:\n%s\nwant\n%s", out, want)
 	}

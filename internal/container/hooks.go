@@ -37,7 +37,10 @@ func (e *Engine) HookStart(id, consoleSock string) int {
 	if err != nil {
 		return fail(125, err)
 	}
-	if c.State.StopRequested && c.State.Status == StatusRestarting {
+	// A user's start clears StopRequested before spawning the monitor, so
+	// a set one means stop, kill or rm came while the monitor waited to
+	// restart: do not start again.
+	if c.State.StopRequested {
 		return fail(125, fmt.Errorf("container %s was stopped while waiting to restart", ShortID(id)))
 	}
 	// A previous run's runtime state (a restart) goes first.

@@ -10,9 +10,13 @@
 // Go runtime and package initialisation cost about 1.8 MB of private
 // memory each before doing anything. This monitor costs a few hundred
 // kilobytes: fixed buffers (64 KiB read, 16 KiB line per stream, a
-// ~130 KiB output buffer), so its memory does not grow with log volume.
-// A slow disk or a slow attached client back-pressures the container
-// through its pipe; no line is dropped.
+// ~130 KiB output buffer, a bounded queue per attach client), so its
+// memory does not grow with log volume. A slow disk or a slow attached
+// client slows the container down through its pipe; a client that stays
+// behind for 2 s (10 s for the `berth run` that started it) is
+// disconnected rather than stall the log; on a full disk entries are
+// dropped whole (as Docker's json-file does) and logging resumes when
+// there is room.
 //
 // What needs the engine (creating the container from its bundle, writing
 // records, removing a --rm container) is done by the Go half of berth,

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,6 +108,19 @@ void berth_nsenter(void) {
 	sync_fd = atoi(env);
 	if (sync_fd <= 2)
 		bail("nsenter: bad _BERTH_INITPIPE %s", env);
+	// Ignored signals survive execve: whatever the caller's shell ignored
+	// (SIGQUIT, a realtime signal) would reach the container's process
+	// through berth, the monitor and this stage. The process must start
+	// with every signal at its default, as a fresh init expects.
+	for (int sig = 1; sig < NSIG; sig++) {
+		struct sigaction sa;
+		if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &sa) < 0)
+			continue;
+		if (sa.sa_handler == SIG_IGN) {
+			sa.sa_handler = SIG_DFL;
+			sigaction(sig, &sa, NULL);
+		}
+	}
 
 	unsigned char lenbuf[4];
 	if (read_full(sync_fd, lenbuf, 4) < 0)
