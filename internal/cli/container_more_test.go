@@ -738,3 +738,40 @@ func TestStatsFormatting(t *testing.T) {
 		t.Error("bad template accepted")
 	}
 }
+
+// TestStatsLive: without --no-stream, stats redraws its table every
+// second until interrupted, and Ctrl-C ends it cleanly.
+func TestStatsLive(t *testing.T) {
+	b := newBerth(t)
+	runDetached(t, b, "--name", "live", "bb", "sleep", "1000")
+	cmd := b.Cmd("stats", "live")
+	var out syncBuffer
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for strings.Count(out.String(), "CONTAINER ID") < 2 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	cmd.Process.Signal(os.Interrupt)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("stats after Ctrl-C: %v", err)
+	}
+	if got := out.String(); strings.Count(got, "CONTAINER ID") < 2 || !strings.Contains(got, "live") {
+		t.Errorf("live stats did not redraw: %q", got)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to read while a command writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
