@@ -442,6 +442,29 @@ func TestVolumes(t *testing.T) {
 		t.Errorf("after rm -v: %q", out)
 	}
 	b.Must("volume", "rm", "data")
+	// The volume verbs through the binary: create with a label, inspect,
+	// prune of unused anonymous and (with -a) named volumes.
+	if out := b.Must("volume", "create", "--label", "k=v", "named"); out != "named" {
+		t.Errorf("volume create: %q", out)
+	}
+	if out := b.Must("volume", "inspect", "-f", "{{.Name}} {{.Driver}} {{.Labels.k}}", "named"); out != "named local v" {
+		t.Errorf("volume inspect: %q", out)
+	}
+	anon := b.Must("volume", "create")
+	if out := b.Must("volume", "prune", "-f"); !strings.Contains(out, anon) || strings.Contains(out, "named") {
+		t.Errorf("volume prune: %q", out)
+	}
+	if out := b.Must("volume", "prune", "-f", "-a"); !strings.Contains(out, "named") {
+		t.Errorf("volume prune -a: %q", out)
+	}
+	// --mount for binds and tmpfs too.
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "f"), []byte("bound\n"), 0o644)
+	out := b.Must("run", "--rm", "--mount", "type=bind,source="+dir+",target=/b,readonly",
+		"--mount", "type=tmpfs,target=/t,tmpfs-size=1m", "bb", "sh", "-c", "cat /b/f; touch /b/x 2>/dev/null || echo ro; grep ' /t ' /proc/mounts | cut -d' ' -f3")
+	if out != "bound\nro\ntmpfs" {
+		t.Errorf("--mount bind,readonly and tmpfs: %q", out)
+	}
 }
 
 // openPty returns a new pseudo-terminal's master and slave.
