@@ -212,6 +212,17 @@ func TestDetachedLifecycle(t *testing.T) {
 	if got := b.Must("wait", "tocker"); got != "137" {
 		t.Errorf("wait after kill: %q", got)
 	}
+	// --stop-timeout is the default wait of stop.
+	b.Must("run", "-d", "--name", "quick", "--stop-timeout", "1", "bb", "sleep", "100")
+	begin := time.Now()
+	b.Must("stop", "quick")
+	if d := time.Since(begin); d > 8*time.Second {
+		t.Errorf("stop of a --stop-timeout 1 container took %v (the 10 s default?)", d)
+	}
+	if got := b.Must("inspect", "-f", "{{.State.ExitCode}} {{.Config.StopTimeout}}", "quick"); got != "137 1" {
+		t.Errorf("after stop with --stop-timeout 1: %q", got)
+	}
+	b.Must("rm", "quick")
 	// A process that ignores TERM is killed after -t: 137.
 	b.Must("run", "-d", "--name", "stubborn", "bb", "sleep", "100")
 	b.Must("stop", "-t", "1", "stubborn")
