@@ -112,14 +112,14 @@ void berth_nsenter(void) {
 	// (SIGQUIT, a realtime signal) would reach the container's process
 	// through berth, the monitor and this stage. The process must start
 	// with every signal at its default, as a fresh init expects.
+	// The raw system call: glibc's sigaction refuses 32 and 33, which it
+	// keeps for itself, and those are the ones a Go parent leaves ignored.
 	for (int sig = 1; sig < NSIG; sig++) {
-		struct sigaction sa;
-		if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &sa) < 0)
+		unsigned long ksa[4] = {0}, old[4] = {0}; // handler first on every ABI
+		if (sig == SIGKILL || sig == SIGSTOP || syscall(SYS_rt_sigaction, sig, NULL, old, 8) < 0)
 			continue;
-		if (sa.sa_handler == SIG_IGN) {
-			sa.sa_handler = SIG_DFL;
-			sigaction(sig, &sa, NULL);
-		}
+		if (old[0] == (unsigned long)SIG_IGN)
+			syscall(SYS_rt_sigaction, sig, ksa, NULL, 8);
 	}
 
 	unsigned char lenbuf[4];
