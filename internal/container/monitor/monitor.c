@@ -801,6 +801,23 @@ static int console_receive(int consfd) {
 	return fd;
 }
 
+// read_reply reads a hook's reply until EOF (the hook exited or closed
+// the pipe) or the buffer is full, and NUL-terminates it. fd < 0 reads
+// nothing.
+static size_t read_reply(int fd, char *buf, size_t cap) {
+	size_t len = 0;
+	while (fd >= 0 && len < cap - 1) {
+		ssize_t r = read(fd, buf + len, cap - 1 - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+	}
+	buf[len] = 0;
+	return len;
+}
+
 // start_container runs the start hook and returns the container's pid, or
 // 0 with the reason in start_err. Every descriptor it made is ours or
 // closed when it returns, on every path: it runs once per restart.
@@ -835,18 +852,7 @@ static pid_t start_container(void) {
 	close_fd(&out[1]);
 	close_fd(&err[1]);
 	char msg[4096];
-	size_t len = 0;
-	for (;;) {
-		ssize_t r = read(status[0], msg + len, sizeof(msg) - 1 - len);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		len += (size_t)r;
-		if (len == sizeof(msg) - 1)
-			break;
-	}
-	msg[len] = 0;
+	size_t len = read_reply(status[0], msg, sizeof(msg));
 	int hookst = hook > 0 ? wait_pid(hook) : -1;
 	if (len > 1 && msg[0] == 'P')
 		pid = (pid_t)atoi(msg + 1);
@@ -905,19 +911,8 @@ static int exit_hook(int code) {
 	pid_t hook = spawn_hook(argv, fds, 1);
 	close_fd(&out[1]);
 	char msg[64];
-	size_t len = 0;
-	while (out[0] >= 0) {
-		ssize_t r = read(out[0], msg + len, sizeof(msg) - 1 - len);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		len += (size_t)r;
-		if (len == sizeof(msg) - 1)
-			break;
-	}
+	size_t len = read_reply(out[0], msg, sizeof(msg));
 	close_fd(&out[0]);
-	msg[len] = 0;
 	if (hook > 0)
 		wait_pid(hook);
 	if (len > 1 && msg[0] == 'R')
