@@ -371,7 +371,10 @@ func tarEntries(t *testing.T, r io.Reader) []string {
 func TestCpRunning(t *testing.T) {
 	b := newBerth(t)
 	runDetached(t, b, "--name", "c", "bb", "sleep", "1000")
-	testCp(t, b, "c")
+	testCp(t, b, "c") // the checks are there, shared with TestCpStopped
+	if got := b.Must("inspect", "-f", "{{.State.Status}}", "c"); got != "running" {
+		t.Errorf("cp disturbed the running container: %s", got)
+	}
 }
 
 // TestCpStopped: cp works on a created and on an exited container (their

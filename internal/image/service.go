@@ -249,8 +249,16 @@ func (s *Service) commit(imgs []*Image) (moved map[string]digest.Digest, err err
 						added = true
 					}
 				}
+				for _, d := range img.RepoDigests {
+					if !slices.Contains(rec.RepoDigests, d) {
+						rec.RepoDigests = append(rec.RepoDigests, d)
+					}
+				}
 				if added {
 					rec.LastTagTime = now
+				}
+				if rec.IndexDigest == "" && rec.ManifestDigest == img.ManifestDigest {
+					rec.IndexDigest = img.IndexDigest
 				}
 			} else if !errdefs.IsNotFound(err) {
 				return err
@@ -432,6 +440,34 @@ func layerMediaType(c compression) (string, error) {
 	}
 	return "", fmt.Errorf("layers compressed with bzip2 or xz are not supported: %w", errdefs.ErrNotImplemented)
 }
+
+// Commit stores image records whose blobs and layers are in the stores,
+// with their layer sizes, in one transaction: a record of the same ID
+// keeps its names and gains the new ones. For engines that bring images
+// in their own way (registry pulls).
+func (s *Service) Commit(imgs ...*Image) error {
+	if err := s.fillSizes(imgs...); err != nil {
+		return err
+	}
+	_, err := s.commit(imgs)
+	return err
+}
+
+// NewRecord reads and checks the config blob cfg (already in Content) and
+// starts an image record for it and the manifest's layers.
+func (s *Service) NewRecord(cfg digest.Digest, layers []v1.Descriptor) (*Image, error) {
+	return s.imageFromConfig(cfg, layers)
+}
+
+// IsManifestType, IsIndexType and IsLayerType classify media types berth
+// reads: OCI's and Docker's.
+func IsManifestType(mt string) bool { return isManifestType(mt) }
+
+// IsIndexType: see IsManifestType.
+func IsIndexType(mt string) bool { return isIndexType(mt) }
+
+// IsLayerType: see IsManifestType.
+func IsLayerType(mt string) bool { return isLayerType(mt) }
 
 func isManifestType(mt string) bool {
 	return mt == v1.MediaTypeImageManifest || mt == mediaTypeDockerManifest

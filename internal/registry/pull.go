@@ -207,9 +207,6 @@ func (p *pull) run(ctx context.Context, named reference.Named) (*image.Image, er
 	if err := p.fetchLayers(ctx, img); err != nil {
 		return nil, err
 	}
-	if err := p.fillSizes(img); err != nil {
-		return nil, err
-	}
 	repo := reference.TrimNamed(named)
 	if tagged, ok := named.(reference.NamedTagged); ok && requested == "" {
 		img.RepoTags = []string{tagged.String()}
@@ -219,8 +216,8 @@ func (p *pull) run(ctx context.Context, named reference.Named) (*image.Image, er
 		return nil, err
 	}
 	img.RepoDigests = []string{withDigest.String()}
-	if err := p.commit(img); err != nil {
-		return nil, err
+	if err := p.svc.Commit(img); err != nil {
+		return nil, fmt.Errorf("store image %s: %w", img.ID, err)
 	}
 	p.event(Event{Status: StatusDigest, ID: top.digest.String()})
 	return img, nil
@@ -393,16 +390,7 @@ func (p *pull) fetchConfig(ctx context.Context, r *resolved) (*image.Image, erro
 			return nil, fmt.Errorf("config %s: %w", cd.Digest, err)
 		}
 	}
-	f, err := p.svc.Content.Open(cd.Digest)
-	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", cd.Digest, err)
-	}
-	defer f.Close()
-	raw, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", cd.Digest, err)
-	}
-	img, err := newRecord(cd.Digest, raw, r.parsed.Layers)
+	img, err := p.svc.NewRecord(cd.Digest, r.parsed.Layers)
 	if err != nil {
 		return nil, err
 	}
@@ -445,24 +433,11 @@ func isLoopback(hostport string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func isManifestType(mt string) bool {
-	return mt == ocispec.MediaTypeImageManifest || mt == mediaTypeDockerManifest
-}
-
-func isIndexType(mt string) bool {
-	return mt == ocispec.MediaTypeImageIndex || mt == mediaTypeDockerManifestList
-}
-
-func isLayerType(mt string) bool {
-	switch mt {
-	case ocispec.MediaTypeImageLayer, ocispec.MediaTypeImageLayerGzip, ocispec.MediaTypeImageLayerZstd,
-		ocispec.MediaTypeImageLayerNonDistributable, ocispec.MediaTypeImageLayerNonDistributableGzip, //nolint:staticcheck // still found in the wild
-		ocispec.MediaTypeImageLayerNonDistributableZstd, //nolint:staticcheck
-		mediaTypeDockerLayer, mediaTypeDockerLayerGzip, mediaTypeDockerLayerZstd, mediaTypeDockerForeignGzip:
-		return true
-	}
-	return false
-}
+var (
+	isManifestType = image.IsManifestType
+	isIndexType    = image.IsIndexType
+	isLayerType    = image.IsLayerType
+)
 
 // putBytes is used for small verified documents (manifests).
 func (j *journal) putBytes(b []byte, d digest.Digest) error {
