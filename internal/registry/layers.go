@@ -53,7 +53,7 @@ func (p *pull) fetchLayers(ctx context.Context, img *image.Image) error {
 	// early return below cancels before it returns, or this would wait
 	// for downloads nobody needs.
 	defer wg.Wait()
-	sem := make(chan struct{}, p.cfg.concurrency)
+	sem := make(chan struct{}, p.o.concurrency)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -127,7 +127,6 @@ func (p *pull) fetchLayer(ctx context.Context, job *layerJob, parentReady <-chan
 	// Teed: Apply reads the bytes as they arrive. It only sees the end of
 	// the stream once the blob's digest has been checked, and a bad
 	// digest closes the pipe with an error, so Apply discards the layer.
-	had := p.svc.Snapshots.Has(job.chainID)
 	pr, pw := io.Pipe()
 	applied := make(chan error, 1)
 	go func() {
@@ -150,9 +149,6 @@ func (p *pull) fetchLayer(ctx context.Context, job *layerJob, parentReady <-chan
 		pw.Close()
 	}
 	aerr := <-applied
-	if aerr == nil && !had {
-		p.j.addLayer(job.chainID, job.index)
-	}
 	if aerr != nil && (derr == nil || errors.Is(derr, aerr)) {
 		return fmt.Errorf("layer %s: unpack: %w", d, aerr)
 	}
@@ -185,7 +181,6 @@ func (p *pull) unpackFromContent(ctx context.Context, job *layerJob) error {
 	if err != nil {
 		return fmt.Errorf("layer %s: unpack: %w", job.desc.Digest, err)
 	}
-	p.j.addLayer(got, job.index)
 	if got != job.chainID {
 		return fmt.Errorf("layer %s: unpacked to chain ID %s, expected %s", job.desc.Digest, got, job.chainID)
 	}
@@ -198,74 +193,68 @@ func (p *pull) unpackFromContent(ctx context.Context, job *layerJob) error {
 // its reader must not trust the stream until it has seen io.EOF, which
 // the caller delivers (by closing tee) only after download returned nil.
 func (p *pull) download(ctx context.Context, desc ocispec.Descriptor, tee io.Writer) error {
-	l, err := p.puller.Layer(ctx, p.target.Context().Digest(desc.Digest.String()))
-	if err != nil {
-		return classify(err)
-	}
-	rc, err := l.Compressed()
-	if err != nil {
-		return fmt.Errorf("download: %w", classify(err))
-	}
-	defer rc.Close()
 	w, err := p.svc.Content.Writer(desc.Digest, desc.Size)
 	if err != nil {
 		return err
 	}
 	defer w.Close()
-
-	id := short(desc.Digest)
-	var teeErr error
-	buf := make([]byte, 1<<20)
-	var last int64
-	for {
-		n, rerr := rc.Read(buf)
-		if n > 0 {
-			if _, err := w.Write(buf[:n]); err != nil {
-				return blobMismatch(desc, w, err)
-			}
-			if tee != nil {
-				if _, err := tee.Write(buf[:n]); err != nil {
-					// Apply is done: it had what it needed, or it failed.
-					// Either way the download goes on into content, so a
-					// failure caused by corrupt bytes is reported as that.
-					if !errors.Is(err, errApplyDone) {
-						teeErr = err
-					}
-					tee = nil
-				}
-			}
-			if p.cfg.progress != nil && (w.Size()-last >= 512<<10 || w.Size() == desc.Size) {
-				last = w.Size()
-				p.event(Event{Status: StatusDownloading, ID: id, Current: w.Size(), Total: desc.Size})
-			}
+	sink := &blobSink{w: w, tee: tee, desc: desc, id: short(desc.Digest), o: p.o}
+	if _, err := p.c.fetchBlob(ctx, desc, sink); err != nil {
+		if errdefs.IsInvalidArgument(err) && sink.werr != nil {
+			return blobMismatch(desc, w, sink.werr)
 		}
-		if rerr == io.EOF {
-			break
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		if rerr != nil {
-			// go-containerregistry checks the digest too and fails the
-			// last read; say what was wrong in our words when we can.
-			if w.Size() == desc.Size && w.Digest() != desc.Digest {
-				return blobMismatch(desc, w, nil)
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("download: %w", classify(rerr))
-		}
+		return fmt.Errorf("download: %w", err)
 	}
 	if w.Size() != desc.Size || w.Digest() != desc.Digest {
 		return blobMismatch(desc, w, nil)
 	}
-	if teeErr != nil {
-		return teeErr // a verified blob that does not unpack: keep neither
+	if sink.teeErr != nil {
+		return sink.teeErr // a verified blob that does not unpack: keep neither
 	}
 	if _, err := w.Commit(); err != nil {
 		return err
 	}
-	p.j.addBlob(desc.Digest)
-	p.event(Event{Status: StatusDownloadComplete, ID: id})
+	p.event(Event{Status: StatusDownloadComplete, ID: sink.id})
 	return nil
+}
+
+// blobSink takes a blob's bytes as they arrive: into the content writer,
+// into the unpacking pipe, and into progress events.
+type blobSink struct {
+	w      *content.Writer
+	tee    io.Writer
+	desc   ocispec.Descriptor
+	id     string
+	o      *options
+	last   int64
+	werr   error // the content writer refused bytes (too many)
+	teeErr error
+}
+
+func (s *blobSink) Write(b []byte) (int, error) {
+	if _, err := s.w.Write(b); err != nil {
+		s.werr = err
+		return 0, err
+	}
+	if s.tee != nil {
+		if _, err := s.tee.Write(b); err != nil {
+			// Apply is done: it had what it needed, or it failed. Either
+			// way the download goes on into content, so a failure caused
+			// by corrupt bytes is reported as that.
+			if !errors.Is(err, errApplyDone) {
+				s.teeErr = err
+			}
+			s.tee = nil
+		}
+	}
+	if s.o.progress != nil && (s.w.Size()-s.last >= 512<<10 || s.w.Size() == s.desc.Size) {
+		s.last = s.w.Size()
+		s.o.event(Event{Status: StatusDownloading, ID: s.id, Current: s.w.Size(), Total: s.desc.Size})
+	}
+	return len(b), nil
 }
 
 // blobMismatch says a blob was not what the manifest promised; the

@@ -1,20 +1,16 @@
 package registry
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"net"
 	"path/filepath"
-	goruntime "runtime"
 	"strings"
 
 	"github.com/distribution/reference"
-	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
@@ -22,7 +18,6 @@ import (
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/image"
 	"github.com/berth-dev/berth/internal/metadb"
-	"github.com/berth-dev/berth/internal/version"
 )
 
 // Media types Docker registries serve besides image-spec's constants.
@@ -48,48 +43,6 @@ const (
 	// max-concurrent-downloads default (3) and containerd's (3), rounded.
 	defaultConcurrency = 4
 )
-
-// PullOpt configures Pull.
-type PullOpt func(*pullConfig)
-
-type pullConfig struct {
-	insecure    bool
-	platform    ocispec.Platform
-	progress    func(Event)
-	keychain    authn.Keychain
-	concurrency int
-}
-
-// WithInsecure talks plain HTTP (or HTTPS without verifying the
-// certificate) to the registry, as Docker's --insecure-registry does.
-// Registries on 127.0.0.0/8, ::1 and localhost are insecure without it.
-func WithInsecure() PullOpt { return func(c *pullConfig) { c.insecure = true } }
-
-// WithPlatform picks the image for os/arch[/variant] from a manifest list
-// or OCI index; the default is linux and the host's architecture. An empty
-// variant matches any.
-func WithPlatform(os, arch, variant string) PullOpt {
-	return func(c *pullConfig) {
-		c.platform = ocispec.Platform{OS: os, Architecture: arch, Variant: variant}
-	}
-}
-
-// WithProgress calls fn as the pull advances. fn is called from several
-// goroutines, one at a time per layer; it must not block for long.
-func WithProgress(fn func(Event)) PullOpt { return func(c *pullConfig) { c.progress = fn } }
-
-// WithKeychain resolves credentials (default: authn.DefaultKeychain, the
-// Docker config file's auths and credential helpers).
-func WithKeychain(k authn.Keychain) PullOpt { return func(c *pullConfig) { c.keychain = k } }
-
-// WithConcurrency sets how many layers download at once (default 4).
-func WithConcurrency(n int) PullOpt {
-	return func(c *pullConfig) {
-		if n > 0 {
-			c.concurrency = n
-		}
-	}
-}
 
 // Event is one step of a pull, as Docker's progress stream reports them.
 type Event struct {
@@ -118,84 +71,88 @@ const (
 // when ref has a tag and no digest. Every blob is checked against its
 // digest before it is stored, every layer against its diff ID before its
 // snapshot becomes visible; blobs and layers already present are not
-// downloaded again. On failure, what this pull added and no record
-// references is removed.
-func Pull(ctx context.Context, svc *image.Service, ref string, opts ...PullOpt) (img *image.Image, err error) {
-	cfg := pullConfig{
-		platform:    ocispec.Platform{OS: "linux", Architecture: goruntime.GOARCH},
-		keychain:    authn.DefaultKeychain,
-		concurrency: defaultConcurrency,
-	}
-	for _, o := range opts {
-		o(&cfg)
-	}
+// downloaded again. A failed pull keeps what it verified, so pulling
+// again resumes there; until then GC may reclaim it. Docker Hub images
+// come from the configured mirrors first (WithHosts), then Docker Hub.
+func Pull(ctx context.Context, svc *image.Service, ref string, opts ...Option) (img *image.Image, err error) {
+	o := newOptions(opts)
 	named, err := image.ParseRef(ref)
 	if err != nil {
 		return nil, fmt.Errorf("pull: %w", err)
 	}
-	target, err := remoteRef(named, cfg.insecure)
-	if err != nil {
-		return nil, fmt.Errorf("pull %s: %w", image.FamiliarString(named), err)
-	}
-	puller, err := remote.NewPuller(
-		remote.WithContext(ctx),
-		remote.WithAuthFromKeychain(cfg.keychain),
-		remote.WithTransport(newTransport(cfg.insecure)),
-		remote.WithUserAgent("berth/"+version.Version),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("pull %s: %w", image.FamiliarString(named), err)
-	}
-
-	// TODO(image): take the GC lock through an exported image.Service
-	// method (a Begin returning the journal) instead of knowing its path.
-	unlock, err := metadb.Lock(filepath.Join(svc.Meta.Root(), "gc.lock"), unix.LOCK_SH)
-	if err != nil {
-		return nil, fmt.Errorf("pull: lock image store: %w", err)
-	}
-	defer unlock()
-
-	p := &pull{svc: svc, cfg: &cfg, puller: puller, target: target, j: &journal{svc: svc}}
 	defer func() {
 		if err != nil {
-			if rerr := p.j.rollback(); rerr != nil {
-				err = fmt.Errorf("%w (and cleaning up failed: %v)", err, rerr)
-			}
 			err = fmt.Errorf("pull %s: %w", image.FamiliarString(named), err)
 		}
 	}()
-	img, err = p.run(ctx, named)
+	// TODO(image): take the GC lock through an exported image.Service
+	// method instead of knowing its path.
+	unlock, err := metadb.Lock(filepath.Join(svc.Meta.Root(), "gc.lock"), unix.LOCK_SH)
+	if err != nil {
+		return nil, fmt.Errorf("lock image store: %w", err)
+	}
+	defer unlock()
+
+	p := &pull{svc: svc, o: o}
+	o.event(Event{Status: StatusResolving, ID: image.FamiliarString(named)})
+	top, err := p.connect(ctx, named)
 	if err != nil {
 		return nil, err
 	}
-	return img, nil
+	return p.run(ctx, named, top)
 }
 
 // pull is the state of one Pull.
 type pull struct {
-	svc    *image.Service
-	cfg    *pullConfig
-	puller *remote.Puller
-	target name.Reference
-	j      *journal
+	svc *image.Service
+	o   *options
+	c   *client // the registry (or mirror) the top manifest came from
 }
 
-func (p *pull) event(e Event) {
-	if p.cfg.progress != nil {
-		p.cfg.progress(e)
+func (p *pull) event(e Event) { p.o.event(e) }
+
+// connect finds the top manifest: from each Docker Hub mirror in turn for
+// docker.io images, then from the image's own registry.
+func (p *pull) connect(ctx context.Context, named reference.Named) (*manifest, error) {
+	domain, path := reference.Domain(named), reference.Path(named)
+	var mirrorErrs []error
+	if domain == "docker.io" {
+		for _, m := range p.o.hosts.mirrors() {
+			top, err := p.fetchTop(ctx, named, m.host, path, m.plain)
+			if err == nil {
+				return top, nil
+			}
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			mirrorErrs = append(mirrorErrs, fmt.Errorf("mirror %s: %w", m.host, err))
+		}
 	}
+	top, err := p.fetchTop(ctx, named, domain, path, false)
+	if err != nil && len(mirrorErrs) > 0 {
+		return nil, fmt.Errorf("%w (mirrors failed too: %v)", err, errors.Join(mirrorErrs...))
+	}
+	return top, err
 }
 
-func (p *pull) run(ctx context.Context, named reference.Named) (*image.Image, error) {
-	p.event(Event{Status: StatusResolving, ID: image.FamiliarString(named)})
-	var requested digest.Digest
-	if d, ok := named.(reference.Digested); ok {
-		requested = d.Digest()
-	}
-	top, err := p.fetchManifest(ctx, p.target, requested)
+func (p *pull) fetchTop(ctx context.Context, named reference.Named, host, path string, plain bool) (*manifest, error) {
+	c, err := p.o.dial(ctx, host, path, plain, transport.PullScope)
 	if err != nil {
 		return nil, err
 	}
+	p.c = c
+	ref, requested := "latest", digest.Digest("")
+	if d, ok := named.(reference.Digested); ok {
+		requested = d.Digest()
+		ref = requested.String()
+	} else if t, ok := named.(reference.Tagged); ok {
+		ref = t.Tag()
+	}
+	return p.fetchManifest(ctx, ref, requested)
+}
+
+func (p *pull) run(ctx context.Context, named reference.Named, top *manifest) (*image.Image, error) {
+	_, byDigest := named.(reference.Digested)
 	m, err := p.resolve(ctx, top)
 	if err != nil {
 		return nil, err
@@ -208,7 +165,7 @@ func (p *pull) run(ctx context.Context, named reference.Named) (*image.Image, er
 		return nil, err
 	}
 	repo := reference.TrimNamed(named)
-	if tagged, ok := named.(reference.NamedTagged); ok && requested == "" {
+	if tagged, ok := named.(reference.NamedTagged); ok && !byDigest {
 		img.RepoTags = []string{tagged.String()}
 	}
 	withDigest, err := reference.WithDigest(repo, top.digest)
@@ -230,21 +187,26 @@ type manifest struct {
 	digest    digest.Digest
 }
 
-// fetchManifest GETs a manifest or index, checks it against the digest
-// asked for (if any) and stores it.
-func (p *pull) fetchManifest(ctx context.Context, ref name.Reference, want digest.Digest) (*manifest, error) {
-	desc, err := p.puller.Get(ctx, ref)
+// fetchManifest GETs a manifest or index (ref: a tag or digest), checks
+// it against the digest asked for (if any) and stores it.
+func (p *pull) fetchManifest(ctx context.Context, ref string, want digest.Digest) (*manifest, error) {
+	raw, mediaType, err := p.c.getManifest(ctx, ref)
 	if err != nil {
-		return nil, fmt.Errorf("fetch manifest for %s: %w", identifier(ref), classify(err))
+		return nil, fmt.Errorf("manifest for %s: %w", describe(ref), err)
 	}
-	if len(desc.Manifest) > MaxManifestSize {
-		return nil, fmt.Errorf("manifest for %s is %d bytes, larger than %d: refusing: %w", identifier(ref), len(desc.Manifest), MaxManifestSize, errdefs.ErrInvalidArgument)
+	got := digest.FromBytes(raw)
+	if want != "" {
+		if err := want.Validate(); err != nil {
+			return nil, fmt.Errorf("invalid digest %q: %w", want, errdefs.ErrInvalidArgument)
+		}
+		if want.Algorithm() != digest.Canonical {
+			got = want.Algorithm().FromBytes(raw)
+		}
+		if got != want {
+			return nil, fmt.Errorf("manifest for %s has digest %s, not the one asked for: the registry sent something else: %w", want, got, errdefs.ErrInvalidArgument)
+		}
 	}
-	got := digest.FromBytes(desc.Manifest)
-	if want != "" && got != want {
-		return nil, fmt.Errorf("manifest for %s has digest %s, not the one asked for: the registry sent something else: %w", want, got, errdefs.ErrInvalidArgument)
-	}
-	m := &manifest{raw: desc.Manifest, mediaType: string(desc.MediaType), digest: got}
+	m := &manifest{raw: raw, mediaType: mediaType, digest: got}
 	// Content-Type is only a hint; the document's own mediaType wins,
 	// and a document with "manifests" is an index.
 	var probe struct {
@@ -269,18 +231,18 @@ func (p *pull) fetchManifest(ctx context.Context, ref name.Reference, want diges
 	if !isManifestType(m.mediaType) && !isIndexType(m.mediaType) {
 		return nil, fmt.Errorf("manifest %s has unsupported media type %q: %w", got, m.mediaType, errdefs.ErrNotImplemented)
 	}
-	if err := p.j.putBytes(m.raw, got); err != nil {
+	if err := p.putBytes(m.raw, got); err != nil {
 		return nil, fmt.Errorf("store manifest %s: %w", got, err)
 	}
 	return m, nil
 }
 
-// identifier names what a reference asks for: "tag 1" or the digest.
-func identifier(ref name.Reference) string {
-	if _, ok := ref.(name.Tag); ok {
-		return "tag " + ref.Identifier()
+// describe names what a manifest reference asks for: "tag 1" or the digest.
+func describe(ref string) string {
+	if strings.Contains(ref, ":") {
+		return ref
 	}
-	return ref.Identifier()
+	return "tag " + ref
 }
 
 // resolved is the image manifest a reference leads to.
@@ -301,7 +263,7 @@ func (p *pull) resolve(ctx context.Context, top *manifest) (*resolved, error) {
 		if err := json.Unmarshal(r.manifest.raw, &idx); err != nil {
 			return nil, fmt.Errorf("index %s: %v: %w", r.manifest.digest, err, errdefs.ErrInvalidArgument)
 		}
-		child, err := pickPlatform(idx.Manifests, p.cfg.platform)
+		child, err := pickPlatform(idx.Manifests, p.o.platform)
 		if err != nil {
 			return nil, fmt.Errorf("index %s: %w", r.manifest.digest, err)
 		}
@@ -314,7 +276,7 @@ func (p *pull) resolve(ctx context.Context, top *manifest) (*resolved, error) {
 		if r.index == "" {
 			r.index = r.manifest.digest
 		}
-		m, err := p.fetchManifest(ctx, p.target.Context().Digest(child.Digest.String()), child.Digest)
+		m, err := p.fetchManifest(ctx, child.Digest.String(), child.Digest)
 		if err != nil {
 			return nil, err
 		}
@@ -398,26 +360,6 @@ func (p *pull) fetchConfig(ctx context.Context, r *resolved) (*image.Image, erro
 	return img, nil
 }
 
-// remoteRef turns a normalized reference into go-containerregistry's,
-// marking loopback registries insecure as Docker does.
-func remoteRef(named reference.Named, insecure bool) (name.Reference, error) {
-	var opts []name.Option
-	if insecure || isLoopback(reference.Domain(named)) {
-		opts = append(opts, name.Insecure)
-	}
-	repo, err := name.NewRepository(named.Name(), opts...)
-	if err != nil {
-		return nil, fmt.Errorf("invalid repository %q: %v: %w", named.Name(), err, errdefs.ErrInvalidArgument)
-	}
-	if d, ok := named.(reference.Digested); ok {
-		return repo.Digest(d.Digest().String()), nil
-	}
-	if t, ok := named.(reference.Tagged); ok {
-		return repo.Tag(t.Tag()), nil
-	}
-	return repo.Tag("latest"), nil
-}
-
 // isLoopback reports whether a registry host[:port] is on 127.0.0.0/8,
 // ::1 or localhost, which Docker trusts over plain HTTP.
 func isLoopback(hostport string) bool {
@@ -439,22 +381,19 @@ var (
 	isLayerType    = image.IsLayerType
 )
 
-// putBytes is used for small verified documents (manifests).
-func (j *journal) putBytes(b []byte, d digest.Digest) error {
-	if n, err := j.svc.Content.Stat(d); err == nil && n == int64(len(b)) {
+// putBytes stores a small verified document (a manifest).
+func (p *pull) putBytes(b []byte, d digest.Digest) error {
+	if n, err := p.svc.Content.Stat(d); err == nil && n == int64(len(b)) {
 		return nil
 	}
-	w, err := j.svc.Content.Writer(d, int64(len(b)))
+	w, err := p.svc.Content.Writer(d, int64(len(b)))
 	if err != nil {
 		return err
 	}
 	defer w.Close()
-	if _, err := io.Copy(w, bytes.NewReader(b)); err != nil {
+	if _, err := w.Write(b); err != nil {
 		return err
 	}
-	if _, err := w.Commit(); err != nil {
-		return err
-	}
-	j.addBlob(d)
-	return nil
+	_, err = w.Commit()
+	return err
 }
