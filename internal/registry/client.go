@@ -144,10 +144,12 @@ type client struct {
 	o    *options
 }
 
-// dial pings registry (host[:port]), authenticates for repoPath with the
-// keychain's credentials, and returns a client for it. plain marks a
-// registry (a mirror given as http://) as insecure.
-func (o *options) dial(ctx context.Context, registry, repoPath string, plain bool, actions ...string) (*client, error) {
+// dial pings registry (host[:port]), authenticates for actions ("pull",
+// "push,pull") on repoPath, plus any extra scopes (other repositories'
+// "repository:name:pull", for cross-repository mounts), with the
+// keychain's credentials, and returns a client for repoPath. plain marks
+// a registry (a mirror given as http://) as insecure.
+func (o *options) dial(ctx context.Context, registry, repoPath string, plain bool, actions string, extraScopes ...string) (*client, error) {
 	insecure := plain || o.insecure || o.hosts.IsInsecure(registry)
 	var nopts []name.Option
 	if insecure {
@@ -172,7 +174,7 @@ func (o *options) dial(ctx context.Context, registry, repoPath string, plain boo
 	ua := transport.NewUserAgent(base, "berth/"+version.Version)
 	var rt http.RoundTripper
 	for attempt := 0; ; attempt++ {
-		rt, err = transport.NewWithContext(ctx, reg, auth, ua, []string{repo.Scope(strings.Join(actions, ","))})
+		rt, err = transport.NewWithContext(ctx, reg, auth, ua, append([]string{repo.Scope(actions)}, extraScopes...))
 		if err == nil {
 			break
 		}
