@@ -74,6 +74,7 @@ func newRootCommand() *cobra.Command {
 	addImageCommands(root)
 	addContainerCommands(root)
 	addVolumeCommands(root)
+	addRegistryCommands(root)
 	return root
 }
 
