@@ -1,8 +1,17 @@
 package cli
 
 import (
+	"context"
+	"fmt"
+
+	"os"
+	"strings"
+
+	"github.com/distribution/reference"
 	"github.com/spf13/cobra"
 
+	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/image"
 	"github.com/berth-dev/berth/internal/registry"
 )
 
@@ -14,5 +23,157 @@ func registryHosts() (*registry.Hosts, error) {
 }
 
 func addRegistryCommands(root *cobra.Command) {
-	_ = root
+	pull, push := newPullCommand(), newPushCommand()
+	root.AddCommand(pull, push)
+	for _, c := range root.Commands() {
+		if c.Name() == "image" {
+			c.AddCommand(newPullCommand(), newPushCommand())
+		}
+	}
+}
+
+// clientError gives registry verbs Docker's client exit code, 1.
+func clientError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return codeError{code: 1, err: err}
+}
+
+func newPullCommand() *cobra.Command {
+	var (
+		all      bool
+		platform string
+		quiet    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "pull [OPTIONS] NAME[:TAG|@DIGEST]",
+		Short: "Download an image from a registry",
+		Args:  cobra.ExactArgs(1),
+		RunE: withImages(func(cmd *cobra.Command, svc *image.Service, args []string) error {
+			opts, err := registryOptions(platform)
+			if err != nil {
+				return clientError(err)
+			}
+			ctx, stop := interruptible()
+			defer stop()
+			return clientError(pullImages(ctx, svc, args[0], all, quiet, opts))
+		}),
+	}
+	cmd.Flags().BoolVarP(&all, "all-tags", "a", false, "Download all tagged images in the repository")
+	cmd.Flags().StringVar(&platform, "platform", "", "Set platform if server is multi-platform capable (os/arch[/variant])")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "Suppress verbose output; print the manifest digest")
+	cmd.Flags().Bool("disable-content-trust", true, "Skip image verification (accepted for Docker compatibility)")
+	return cmd
+}
+
+// registryOptions are the options every registry verb passes: the config
+// file's hosts, and the platform when one was asked for.
+func registryOptions(platform string) ([]registry.Option, error) {
+	hosts, err := registryHosts()
+	if err != nil {
+		return nil, err
+	}
+	opts := []registry.Option{registry.WithHosts(hosts)}
+	if platform != "" {
+		parts := strings.Split(platform, "/")
+		if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+			return nil, fmt.Errorf("invalid --platform %q: want os/arch[/variant], e.g. linux/arm64: %w", platform, errdefs.ErrInvalidArgument)
+		}
+		variant := ""
+		if len(parts) == 3 {
+			variant = parts[2]
+		}
+		opts = append(opts, registry.WithPlatform(parts[0], parts[1], variant))
+	}
+	return opts, nil
+}
+
+// pullImages pulls ref, or with all every tag of its repository.
+func pullImages(ctx context.Context, svc *image.Service, ref string, all, quiet bool, opts []registry.Option) error {
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		_, err = image.ParseRef(ref) // its message says what is wrong
+		return err
+	}
+	if !all {
+		if reference.IsNameOnly(named) && !quiet {
+			fmt.Println("Using default tag: latest")
+		}
+		return pullOne(ctx, svc, ref, quiet, opts)
+	}
+	if !reference.IsNameOnly(named) {
+		return fmt.Errorf("tag can't be used with --all-tags/-a: %w", errdefs.ErrInvalidArgument)
+	}
+	tags, err := registry.Tags(ctx, ref, opts...)
+	if err != nil {
+		return err
+	}
+	if len(tags) == 0 {
+		return fmt.Errorf("%s has no tags to pull: %w", reference.FamiliarName(named), errdefs.ErrNotFound)
+	}
+	for _, tag := range tags {
+		if err := pullOne(ctx, svc, named.Name()+":"+tag, quiet, opts); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pullOne pulls one reference with Docker's output: per-layer progress,
+// the digest, and whether anything new arrived.
+func pullOne(ctx context.Context, svc *image.Service, ref string, quiet bool, opts []registry.Option) error {
+	named, err := image.ParseRef(ref)
+	if err != nil {
+		return err
+	}
+	familiar := image.FamiliarString(named)
+	before, _ := svc.Get(named.String())
+	var lines *progressLines
+	if !quiet {
+		lines = newProgressLines(os.Stdout)
+		tagOrDigest := "latest"
+		if d, ok := named.(reference.Digested); ok {
+			tagOrDigest = d.Digest().String()
+		} else if t, ok := named.(reference.Tagged); ok {
+			tagOrDigest = t.Tag()
+		}
+		fmt.Printf("%s: Pulling from %s\n", tagOrDigest, reference.Path(named))
+		opts = append(opts, registry.WithProgress(lines.pullEvent))
+	}
+	img, err := registry.Pull(ctx, svc, ref, opts...)
+	if lines != nil {
+		lines.finish()
+	}
+	if err != nil {
+		return err
+	}
+	digest := ""
+	if len(img.RepoDigests) > 0 {
+		_, digest, _ = strings.Cut(img.RepoDigests[0], "@")
+	}
+	if quiet {
+		fmt.Println(digest)
+		return nil
+	}
+	fmt.Printf("Digest: %s\n", digest)
+	if before != nil && before.ID == img.ID {
+		fmt.Printf("Status: Image is up to date for %s\n", familiar)
+	} else {
+		fmt.Printf("Status: Downloaded newer image for %s\n", familiar)
+	}
+	fmt.Println(named.String())
+	return nil
+}
+
+func newPushCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "push [OPTIONS] NAME[:TAG]",
+		Short: "Upload an image to a registry",
+		Args:  cobra.ExactArgs(1),
+		RunE: withImages(func(cmd *cobra.Command, svc *image.Service, args []string) error {
+			return clientError(fmt.Errorf("push: not wired yet: %w", errdefs.ErrNotImplemented))
+		}),
+	}
+	return cmd
 }

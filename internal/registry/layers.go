@@ -46,6 +46,9 @@ func (p *pull) fetchLayers(ctx context.Context, img *image.Image) error {
 		jobs[i] = &layerJob{index: i, desc: l, diffID: img.DiffIDs[i], parent: parent, chainID: img.ChainIDs[i], done: make(chan struct{})}
 		ready[i] = make(chan struct{})
 		parent = img.ChainIDs[i]
+		if !p.svc.Snapshots.Has(jobs[i].chainID) {
+			p.event(Event{Status: StatusPullingFsLayer, ID: short(l.Digest)})
+		}
 	}
 
 	var wg sync.WaitGroup

@@ -58,6 +58,7 @@ type Event struct {
 // Event statuses, worded as Docker's.
 const (
 	StatusResolving        = "Pulling from"
+	StatusPullingFsLayer   = "Pulling fs layer"
 	StatusAlreadyExists    = "Already exists"
 	StatusDownloading      = "Downloading"
 	StatusDownloadComplete = "Download complete"
