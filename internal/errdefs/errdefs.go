@@ -21,3 +21,9 @@ func IsInvalidArgument(err error) bool { return errors.Is(err, ErrInvalidArgumen
 
 // IsConflict reports whether err is of the conflict class.
 func IsConflict(err error) bool { return errors.Is(err, ErrConflict) }
+
+// IsFailedPrecondition reports whether err is of class ErrFailedPrecondition.
+func IsFailedPrecondition(err error) bool { return errors.Is(err, ErrFailedPrecondition) }
+
+// IsUnavailable reports whether err is of class ErrUnavailable.
+func IsUnavailable(err error) bool { return errors.Is(err, ErrUnavailable) }
