@@ -331,6 +331,12 @@ func (s *Service) unpackLayer(ctx context.Context, j *journal, parent, diffID, b
 	return chainID, nil
 }
 
+// VerifyLayer checks that blob, in content, uncompresses to diffID: for a
+// blob that arrives for a layer already unpacked from another blob (the
+// same files compressed differently), so the record never pairs a layer
+// with a blob of other files.
+func (s *Service) VerifyLayer(blob, diffID digest.Digest) error { return s.verifyLayer(blob, diffID) }
+
 // verifyLayer checks that blob uncompresses to diffID.
 func (s *Service) verifyLayer(blob, diffID digest.Digest) error {
 	f, err := s.Content.Open(blob)

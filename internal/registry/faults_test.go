@@ -257,4 +257,3 @@ func TestPullRegistryDown(t *testing.T) {
 		t.Fatalf("err = %v, want connection refused naming %s", err, addr)
 	}
 }
-

@@ -24,9 +24,10 @@ type layerJob struct {
 	parent  digest.Digest // chain ID of the layer below, "" for the first
 	chainID digest.Digest
 
-	done     chan struct{} // closed when the blob is in content, or err is set
-	err      error
-	unpacked bool // the download also unpacked it (teed into Apply)
+	done       chan struct{} // closed when the blob is in content, or err is set
+	err        error
+	unpacked   bool // the download also unpacked it (teed into Apply)
+	downloaded bool // the blob came from the registry in this pull
 }
 
 // fetchLayers gets every layer's blob into content and its snapshot into
@@ -124,6 +125,7 @@ func (p *pull) fetchLayer(ctx context.Context, job *layerJob, parentReady <-chan
 		if err := p.download(ctx, job.desc, nil); err != nil {
 			return fmt.Errorf("layer %s: %w", d, err)
 		}
+		job.downloaded = true
 		return nil
 	}
 
@@ -167,9 +169,15 @@ var errApplyDone = errors.New("apply finished")
 // unpackFromContent unpacks a downloaded blob unless its layer exists.
 func (p *pull) unpackFromContent(ctx context.Context, job *layerJob) error {
 	if p.svc.Snapshots.Has(job.chainID) {
-		// TODO: a blob downloaded for a layer that was already present is
-		// verified against its digest but not against the diff ID (as
-		// image.unpackLayer does with verifyLayer); export that check.
+		if job.downloaded && job.desc.Digest != job.diffID {
+			// The layer came from another blob; this one must hold the
+			// same files, or the record would pair them wrongly.
+			if err := p.svc.VerifyLayer(job.desc.Digest, job.diffID); err != nil {
+				// The blob stays: it matches its digest, and another
+				// image may pair it with its real diff ID.
+				return err
+			}
+		}
 		return nil
 	}
 	f, err := p.svc.Content.Open(job.desc.Digest)

@@ -650,3 +650,58 @@ type rawTaggable struct {
 
 func (r rawTaggable) RawManifest() ([]byte, error)        { return r.raw, nil }
 func (r rawTaggable) MediaType() (types.MediaType, error) { return r.mt, nil }
+
+// TestPullWrongDiffIDLayerPresent: a blob that arrives for a layer
+// already unpacked (from another image's blob) is still checked against
+// the diff ID, so no record pairs a layer with a blob of other files.
+func TestPullWrongDiffIDLayerPresent(t *testing.T) {
+	reg := newTestRegistry(t)
+	src := randomImage(t, 1)
+	reg.push(t, "test/good:1", src)
+	svc := newService(t)
+	if _, err := Pull(context.Background(), svc, reg.host+"/test/good:1"); err != nil {
+		t.Fatal(err)
+	}
+	// Same config (so the same chain IDs), another layer blob.
+	other := randomImage(t, 1)
+	ls, err := other.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := name.NewRepository(reg.host + "/test/bad")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteLayer(repo, ls[0]); err != nil {
+		t.Fatal(err)
+	}
+	rawCfg, err := src.RawConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgLayer := static.NewLayer(rawCfg, types.DockerConfigJSON)
+	if err := remote.WriteLayer(repo, cfgLayer); err != nil {
+		t.Fatal(err)
+	}
+	m, err := src.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m = m.DeepCopy()
+	m.Layers[0].Digest, _ = ls[0].Digest()
+	m.Layers[0].Size, _ = ls[0].Size()
+	raw, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Put(repo.Tag("1"), rawTaggable{raw, types.DockerManifestSchema2}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Pull(context.Background(), svc, reg.host+"/test/bad:1")
+	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "uncompresses to") {
+		t.Fatalf("err = %v, want the blob refused for its diff ID", err)
+	}
+	if _, err := svc.Get(reg.host + "/test/bad:1"); !errdefs.IsNotFound(err) {
+		t.Errorf("a record was written: %v", err)
+	}
+}
