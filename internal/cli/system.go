@@ -78,6 +78,13 @@ type systemInfo struct {
 	RuntimeRoot       string
 	DefaultRuntime    string
 	SecurityOptions   []string
+	RegistryConfig    registryInfo
+}
+
+// registryInfo is Docker's RegistryConfig, from berth's config file.
+type registryInfo struct {
+	InsecureRegistryCIDRs []string `json:"InsecureRegistryCIDRs"`
+	Mirrors               []string `json:"Mirrors"`
 }
 
 func newInfoCommand() *cobra.Command {
@@ -115,6 +122,16 @@ func newInfoCommand() *cobra.Command {
 			fmt.Fprintf(w, "Name: %s\n", info.Name)
 			fmt.Fprintf(w, "Berth Root Dir: %s\n", info.DockerRootDir)
 			fmt.Fprintf(w, "Runtime State Dir: %s\n", info.RuntimeRoot)
+			fmt.Fprintf(w, "Insecure Registries:\n")
+			for _, r := range info.RegistryConfig.InsecureRegistryCIDRs {
+				fmt.Fprintf(w, " %s\n", r)
+			}
+			if len(info.RegistryConfig.Mirrors) > 0 {
+				fmt.Fprintf(w, "Registry Mirrors:\n")
+				for _, m := range info.RegistryConfig.Mirrors {
+					fmt.Fprintf(w, " %s\n", m)
+				}
+			}
 			return nil
 		},
 	}
@@ -134,6 +151,13 @@ func gatherInfo() (*systemInfo, error) {
 		SecurityOptions: []string{"name=seccomp,profile=builtin"},
 	}
 	info.Name, _ = os.Hostname()
+	// A broken config file is reported by the registry verbs; info shows
+	// the defaults rather than failing.
+	info.RegistryConfig.InsecureRegistryCIDRs = []string{"127.0.0.0/8", "::1/128"}
+	if h, err := registryHosts(); err == nil {
+		info.RegistryConfig.InsecureRegistryCIDRs = append(info.RegistryConfig.InsecureRegistryCIDRs, h.Insecure...)
+		info.RegistryConfig.Mirrors = h.Mirrors
+	}
 	if cgroups.DetectMode() == cgroups.Unified {
 		info.CgroupVersion = "2"
 	} else {
