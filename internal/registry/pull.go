@@ -207,6 +207,20 @@ func (p *pull) fetchManifest(ctx context.Context, ref string, want digest.Digest
 			return nil, fmt.Errorf("manifest for %s has digest %s, not the one asked for: the registry sent something else: %w", want, got, errdefs.ErrInvalidArgument)
 		}
 	}
+	m, err := parseManifest(raw, mediaType, got)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.putBytes(m.raw, got); err != nil {
+		return nil, fmt.Errorf("store manifest %s: %w", got, err)
+	}
+	return m, nil
+}
+
+// parseManifest decides what a fetched document is: an image manifest or
+// an index, of a type berth can pull. It is the first code to read bytes
+// from the registry, so it is fuzzed (FuzzParseManifest).
+func parseManifest(raw []byte, mediaType string, got digest.Digest) (*manifest, error) {
 	m := &manifest{raw: raw, mediaType: mediaType, digest: got}
 	// Content-Type is only a hint; the document's own mediaType wins,
 	// and a document with "manifests" is an index.
@@ -231,9 +245,6 @@ func (p *pull) fetchManifest(ctx context.Context, ref string, want digest.Digest
 	}
 	if !isManifestType(m.mediaType) && !isIndexType(m.mediaType) {
 		return nil, fmt.Errorf("manifest %s has unsupported media type %q: %w", got, m.mediaType, errdefs.ErrNotImplemented)
-	}
-	if err := p.putBytes(m.raw, got); err != nil {
-		return nil, fmt.Errorf("store manifest %s: %w", got, err)
 	}
 	return m, nil
 }
@@ -283,25 +294,37 @@ func (p *pull) resolve(ctx context.Context, top *manifest) (*resolved, error) {
 		}
 		r.manifest = m
 	}
-	if err := json.Unmarshal(r.manifest.raw, &r.parsed); err != nil {
-		return nil, fmt.Errorf("manifest %s: %v: %w", r.manifest.digest, err, errdefs.ErrInvalidArgument)
+	parsed, err := parseImageManifest(r.manifest.raw, r.manifest.digest)
+	if err != nil {
+		return nil, err
 	}
-	m := &r.parsed
+	r.parsed = parsed
+	return r, nil
+}
+
+// parseImageManifest reads an image manifest and checks what the pull
+// will trust from it: a container image config, valid digests, layer
+// types berth can unpack. Fuzzed with parseManifest.
+func parseImageManifest(raw []byte, d digest.Digest) (ocispec.Manifest, error) {
+	var m ocispec.Manifest
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return m, fmt.Errorf("manifest %s: %v: %w", d, err, errdefs.ErrInvalidArgument)
+	}
 	if mt := m.Config.MediaType; mt != "" && mt != ocispec.MediaTypeImageConfig && mt != mediaTypeDockerConfig {
-		return nil, fmt.Errorf("manifest %s is not a container image (config type %q): %w", r.manifest.digest, mt, errdefs.ErrNotImplemented)
+		return m, fmt.Errorf("manifest %s is not a container image (config type %q): %w", d, mt, errdefs.ErrNotImplemented)
 	}
-	if err := m.Config.Digest.Validate(); err != nil {
-		return nil, fmt.Errorf("manifest %s: invalid config digest %q: %w", r.manifest.digest, m.Config.Digest, errdefs.ErrInvalidArgument)
+	if err := m.Config.Digest.Validate(); err != nil || m.Config.Size < 0 {
+		return m, fmt.Errorf("manifest %s: invalid config descriptor %q (size %d): %w", d, m.Config.Digest, m.Config.Size, errdefs.ErrInvalidArgument)
 	}
 	for _, l := range m.Layers {
 		if !isLayerType(l.MediaType) {
-			return nil, fmt.Errorf("manifest %s: layer %s has unsupported media type %q: %w", r.manifest.digest, l.Digest, l.MediaType, errdefs.ErrNotImplemented)
+			return m, fmt.Errorf("manifest %s: layer %s has unsupported media type %q: %w", d, l.Digest, l.MediaType, errdefs.ErrNotImplemented)
 		}
 		if err := l.Digest.Validate(); err != nil || l.Size < 0 {
-			return nil, fmt.Errorf("manifest %s: invalid layer descriptor %q (size %d): %w", r.manifest.digest, l.Digest, l.Size, errdefs.ErrInvalidArgument)
+			return m, fmt.Errorf("manifest %s: invalid layer descriptor %q (size %d): %w", d, l.Digest, l.Size, errdefs.ErrInvalidArgument)
 		}
 	}
-	return r, nil
+	return m, nil
 }
 
 // pickPlatform chooses want's manifest from an index: the first entry
