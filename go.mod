@@ -12,6 +12,7 @@ require (
 	github.com/opencontainers/runtime-spec v1.3.0
 	github.com/spf13/cobra v1.8.1
 	go.etcd.io/bbolt v1.4.0
+	golang.org/x/sync v0.10.0
 	golang.org/x/sys v0.49.0
 	golang.org/x/term v0.30.0
 )
@@ -27,5 +28,4 @@ require (
 	github.com/sirupsen/logrus v1.9.1 // indirect
 	github.com/spf13/pflag v1.0.6 // indirect
 	github.com/vbatts/tar-split v0.11.3 // indirect
-	golang.org/x/sync v0.10.0 // indirect
 )

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"os"
+	"sort"
 	"strings"
 
 	"github.com/distribution/reference"
@@ -167,13 +168,91 @@ func pullOne(ctx context.Context, svc *image.Service, ref string, quiet bool, op
 }
 
 func newPushCommand() *cobra.Command {
+	var (
+		all   bool
+		quiet bool
+	)
 	cmd := &cobra.Command{
 		Use:   "push [OPTIONS] NAME[:TAG]",
 		Short: "Upload an image to a registry",
 		Args:  cobra.ExactArgs(1),
 		RunE: withImages(func(cmd *cobra.Command, svc *image.Service, args []string) error {
-			return clientError(fmt.Errorf("push: not wired yet: %w", errdefs.ErrNotImplemented))
+			opts, err := registryOptions("")
+			if err != nil {
+				return clientError(err)
+			}
+			ctx, stop := interruptible()
+			defer stop()
+			return clientError(pushImages(ctx, svc, args[0], all, quiet, opts))
 		}),
 	}
+	cmd.Flags().BoolVarP(&all, "all-tags", "a", false, "Push all local tags of the repository")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "Suppress verbose output")
+	cmd.Flags().Bool("disable-content-trust", true, "Skip image signing (accepted for Docker compatibility)")
 	return cmd
+}
+
+// pushImages pushes ref, or with all every local tag of its repository,
+// with Docker's output.
+func pushImages(ctx context.Context, svc *image.Service, ref string, all, quiet bool, opts []registry.Option) error {
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		_, err = image.ParseRef(ref)
+		return err
+	}
+	refs := []string{reference.TagNameOnly(named).String()}
+	if all {
+		if !reference.IsNameOnly(named) {
+			return fmt.Errorf("tag can't be used with --all-tags/-a: %w", errdefs.ErrInvalidArgument)
+		}
+		if refs, err = localTags(svc, named); err != nil {
+			return err
+		}
+	} else if reference.IsNameOnly(named) && !quiet {
+		fmt.Println("Using default tag: latest")
+	}
+	if !quiet {
+		fmt.Printf("The push refers to repository [%s]\n", named.Name())
+	}
+	for _, r := range refs {
+		var lines *progressLines
+		o := opts
+		if !quiet {
+			lines = newProgressLines(os.Stdout)
+			o = append(o[:len(o):len(o)], registry.WithProgress(lines.show))
+		}
+		d, size, err := registry.Push(ctx, svc, r, o...)
+		if err != nil {
+			return err
+		}
+		if quiet {
+			fmt.Println(r)
+			continue
+		}
+		_, tag, _ := strings.Cut(r[len(named.Name()):], ":")
+		fmt.Printf("%s: digest: %s size: %d\n", tag, d, size)
+	}
+	return nil
+}
+
+// localTags lists the local tags of a repository, sorted.
+func localTags(svc *image.Service, named reference.Named) ([]string, error) {
+	name := reference.FamiliarName(named)
+	imgs, err := svc.List()
+	if err != nil {
+		return nil, err
+	}
+	var refs []string
+	for _, img := range imgs {
+		for _, t := range img.RepoTags {
+			if repo, _ := image.SplitRepoTag(t); repo == name {
+				refs = append(refs, t)
+			}
+		}
+	}
+	if len(refs) == 0 {
+		return nil, fmt.Errorf("An image does not exist locally with the tag: %s: %w", name, errdefs.ErrNotFound)
+	}
+	sort.Strings(refs)
+	return refs, nil
 }

@@ -203,19 +203,11 @@ func (c *client) url(kind, ref string) string {
 // backoff. A response whose status is not in ok becomes an *HTTPError.
 func (c *client) do(ctx context.Context, mk func() (*http.Request, error), ok ...int) (*http.Response, error) {
 	for attempt := 0; ; attempt++ {
-		req, err := mk()
-		if err != nil {
-			return nil, err
-		}
-		resp, err := c.hc.Do(req.WithContext(ctx))
-		var retryAfter time.Duration
+		resp, retryAfter, err := c.send(ctx, mk, ok...)
 		if err == nil {
-			if containsInt(ok, resp.StatusCode) {
-				return resp, nil
-			}
-			retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"))
-			err = responseError(req, resp)
-		} else if ctx.Err() != nil {
+			return resp, nil
+		}
+		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		if attempt+1 >= c.o.retry.attempts || !retryable(err) {
@@ -225,6 +217,23 @@ func (c *client) do(ctx context.Context, mk func() (*http.Request, error), ok ..
 			return nil, werr
 		}
 	}
+}
+
+// send is one attempt of do; it also returns the Retry-After the
+// registry asked for.
+func (c *client) send(ctx context.Context, mk func() (*http.Request, error), ok ...int) (*http.Response, time.Duration, error) {
+	req, err := mk()
+	if err != nil {
+		return nil, 0, err
+	}
+	resp, err := c.hc.Do(req.WithContext(ctx))
+	if err != nil {
+		return nil, 0, err
+	}
+	if containsInt(ok, resp.StatusCode) {
+		return resp, 0, nil
+	}
+	return nil, parseRetryAfter(resp.Header.Get("Retry-After")), responseError(req, resp)
 }
 
 func containsInt(xs []int, x int) bool {

@@ -101,3 +101,72 @@ func TestPullErrorsCLI(t *testing.T) {
 		t.Errorf("bad --platform: exit %d, stderr %q", code, errOut)
 	}
 }
+
+// TestPushPullBack: an image imported in berth and pushed to Debian's
+// docker-registry is read back by skopeo under the digest berth printed,
+// pulled back into a fresh root and run; a second push uploads nothing,
+// a push to another repository mounts the blobs, push -a pushes every
+// local tag.
+func TestPushPullBack(t *testing.T) {
+	b := testutil.NewEngine(t, berthBin, func(rootfs string) {
+		if err := os.WriteFile(filepath.Join(rootfs, "hello"), []byte("pushed by berth\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	})
+	reg := registrytest.Start(t)
+	ref := reg.Addr + "/team/bb:1"
+	b.Must("tag", "bb", ref)
+	out := b.Must("push", ref)
+	if !strings.Contains(out, "The push refers to repository ["+reg.Addr+"/team/bb]") || !strings.Contains(out, ": Pushed") {
+		t.Errorf("push output:\n%s", out)
+	}
+	var digest string
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) == 5 && f[0] == "1:" && f[1] == "digest:" && f[3] == "size:" {
+			digest = f[2]
+		}
+	}
+	if !strings.HasPrefix(digest, "sha256:") {
+		t.Fatalf("push printed no '1: digest: ... size: N' line:\n%s", out)
+	}
+	if _, err := exec.LookPath("skopeo"); err == nil {
+		got, err := exec.Command("skopeo", "inspect", "--tls-verify=false", "--format", "{{.Digest}}", "docker://"+ref).CombinedOutput()
+		if err != nil || strings.TrimSpace(string(got)) != digest {
+			t.Errorf("skopeo inspect: %s (%v), want %s", got, err, digest)
+		}
+		dir := t.TempDir()
+		if got, err := exec.Command("skopeo", "copy", "--src-tls-verify=false", "docker://"+ref, "oci:"+dir+":x").CombinedOutput(); err != nil {
+			t.Errorf("skopeo copy (which verifies every blob): %v\n%s", err, got)
+		}
+	}
+	if !strings.Contains(b.Must("image", "inspect", "--format", "{{.RepoDigests}}", ref), reg.Addr+"/team/bb@"+digest) {
+		t.Errorf("the pushed repository digest is not recorded")
+	}
+
+	b2 := testutil.NewEngine(t, berthBin, nil)
+	b2.Must("pull", ref)
+	if got := b2.Must("run", "--rm", ref, "cat", "/hello"); strings.TrimSpace(got) != "pushed by berth" {
+		t.Errorf("run of the pulled-back image printed %q", got)
+	}
+
+	out = b.Must("push", ref)
+	if strings.Contains(out, "Pushed") || !strings.Contains(out, "Layer already exists") {
+		t.Errorf("second push uploaded again:\n%s", out)
+	}
+	other := reg.Addr + "/other/bb:1"
+	b.Must("tag", "bb", other)
+	out = b.Must("push", other)
+	if !strings.Contains(out, "Mounted from team/bb") {
+		t.Errorf("push to another repository did not mount:\n%s", out)
+	}
+
+	b.Must("tag", "bb", reg.Addr+"/team/bb:2")
+	out = b.Must("push", "-a", reg.Addr+"/team/bb")
+	if !strings.Contains(out, "1: digest: "+digest) || !strings.Contains(out, "2: digest: "+digest) {
+		t.Errorf("push -a:\n%s", out)
+	}
+	_, errOut, code := b.Run("push", reg.Addr+"/team/none:1")
+	if code != 1 || !strings.Contains(errOut, "An image does not exist locally with the tag: "+reg.Addr+"/team/none") {
+		t.Errorf("push of a missing image: exit %d, %q", code, errOut)
+	}
+}
