@@ -101,7 +101,9 @@ func Push(ctx context.Context, svc *image.Service, ref string, opts ...Option) (
 			}
 			b.Size = n
 		}
-		g.Go(func() error { return c.pushBlob(gctx, svc, b, sources[b.Digest]) })
+		// Docker shows no line for the config blob; neither do we.
+		quiet := b.Digest == img.ID
+		g.Go(func() error { return c.pushBlob(gctx, svc, b, sources[b.Digest], quiet) })
 	}
 	if err := g.Wait(); err != nil {
 		return "", 0, err
@@ -206,23 +208,28 @@ func uniqueRepos(sources map[digest.Digest]string) []string {
 // a mount if from names a repository that has it, else an upload. A
 // failed upload is started over from a new session, as many times as the
 // retry policy allows.
-func (c *client) pushBlob(ctx context.Context, svc *image.Service, desc ocispec.Descriptor, from string) error {
+func (c *client) pushBlob(ctx context.Context, svc *image.Service, desc ocispec.Descriptor, from string, quiet bool) error {
 	id := short(desc.Digest)
+	event := func(status string) {
+		if !quiet {
+			c.o.event(Event{Status: status, ID: id})
+		}
+	}
 	exists, err := c.blobExists(ctx, desc)
 	if err != nil {
 		return fmt.Errorf("blob %s: %w", desc.Digest, err)
 	}
 	if exists {
-		c.o.event(Event{Status: StatusLayerExists, ID: id})
+		event(StatusLayerExists)
 		return nil
 	}
 	for attempt := 0; ; attempt++ {
-		mounted, retryAfter, err := c.uploadOnce(ctx, svc, desc, from)
+		mounted, retryAfter, err := c.uploadOnce(ctx, svc, desc, from, quiet)
 		if err == nil {
 			if mounted {
-				c.o.event(Event{Status: StatusMounted + " " + from, ID: id})
+				event(StatusMounted + " " + from)
 			} else {
-				c.o.event(Event{Status: StatusPushed, ID: id})
+				event(StatusPushed)
 			}
 			return nil
 		}
@@ -252,7 +259,7 @@ func (c *client) blobExists(ctx context.Context, desc ocispec.Descriptor) (bool,
 
 // uploadOnce is one attempt at a blob: open a session (or mount), send
 // the bytes, close the session with the digest.
-func (c *client) uploadOnce(ctx context.Context, svc *image.Service, desc ocispec.Descriptor, from string) (mounted bool, retryAfter time.Duration, err error) {
+func (c *client) uploadOnce(ctx context.Context, svc *image.Service, desc ocispec.Descriptor, from string, quiet bool) (mounted bool, retryAfter time.Duration, err error) {
 	start := c.base + "/v2/" + c.repo.RepositoryStr() + "/blobs/uploads/"
 	if from != "" {
 		start += "?" + url.Values{"mount": {desc.Digest.String()}, "from": {from}}.Encode()
@@ -277,6 +284,9 @@ func (c *client) uploadOnce(ctx context.Context, svc *image.Service, desc ocispe
 	}
 	defer f.Close()
 	body := &pushProgress{r: f, o: c.o, id: short(desc.Digest), total: desc.Size}
+	if quiet {
+		body.o = &options{}
+	}
 
 	if c.o.chunkSize > 0 {
 		for off := int64(0); off < desc.Size; {
