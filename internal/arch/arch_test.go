@@ -76,4 +76,3 @@ func rulesFor(dir string) []string {
 	}
 	return nil
 }
-
