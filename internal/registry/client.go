@@ -159,22 +159,32 @@ func (o *options) dial(ctx context.Context, registry, repoPath string, plain boo
 	if err != nil {
 		return nil, fmt.Errorf("invalid registry %q: %v: %w", registry, err, errdefs.ErrInvalidArgument)
 	}
-	repo, err := name.NewRepository(reg.Name()+"/"+repoPath, nopts...)
-	if err != nil {
-		return nil, fmt.Errorf("invalid repository %q: %v: %w", repoPath, err, errdefs.ErrInvalidArgument)
+	// An empty repoPath is the registry itself (login): no repository
+	// scope, credentials looked up for the registry.
+	var (
+		repo   name.Repository
+		res    authn.Resource = reg
+		scopes []string
+	)
+	if repoPath != "" {
+		if repo, err = name.NewRepository(reg.Name()+"/"+repoPath, nopts...); err != nil {
+			return nil, fmt.Errorf("invalid repository %q: %v: %w", repoPath, err, errdefs.ErrInvalidArgument)
+		}
+		res, scopes = repo, []string{repo.Scope(actions)}
 	}
+	scopes = append(scopes, extraScopes...)
 	base, err := o.hosts.transport(reg.RegistryStr(), insecure)
 	if err != nil {
 		return nil, err
 	}
-	auth, err := o.keychain.Resolve(repo)
+	auth, err := o.keychain.Resolve(res)
 	if err != nil {
 		return nil, fmt.Errorf("credentials for %s: %w", reg.RegistryStr(), err)
 	}
 	ua := transport.NewUserAgent(base, "berth/"+version.Version)
 	var rt http.RoundTripper
 	for attempt := 0; ; attempt++ {
-		rt, err = transport.NewWithContext(ctx, reg, auth, ua, append([]string{repo.Scope(actions)}, extraScopes...))
+		rt, err = transport.NewWithContext(ctx, reg, auth, ua, scopes)
 		if err == nil {
 			break
 		}

@@ -219,7 +219,7 @@ func TestPushAuth(t *testing.T) {
 			}
 			reg := registrytest.Start(t, opts...)
 			svc, img := localImage(t, mem, "test/src")
-			keys := WithKeychain(staticKeychain{authn.FromConfig(authn.AuthConfig{Username: "alice", Password: "s3cret"})})
+			keys := WithKeychain(fixedKeychain{authn.FromConfig(authn.AuthConfig{Username: "alice", Password: "s3cret"})})
 			a, b := reg.Addr+"/team/a:1", reg.Addr+"/team/b:1"
 			for _, r := range []string{a, b} {
 				if err := svc.Tag(img.ID.String(), r); err != nil {
@@ -251,7 +251,3 @@ func TestPushAuth(t *testing.T) {
 	}
 }
 
-// staticKeychain gives the same credentials for every registry.
-type staticKeychain struct{ auth authn.Authenticator }
-
-func (k staticKeychain) Resolve(authn.Resource) (authn.Authenticator, error) { return k.auth, nil }
