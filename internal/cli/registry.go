@@ -25,7 +25,7 @@ func registryHosts() (*registry.Hosts, error) {
 
 func addRegistryCommands(root *cobra.Command) {
 	pull, push := newPullCommand(), newPushCommand()
-	root.AddCommand(pull, push)
+	root.AddCommand(pull, push, newLoginCommand(), newLogoutCommand())
 	for _, c := range root.Commands() {
 		if c.Name() == "image" {
 			c.AddCommand(newPullCommand(), newPushCommand())

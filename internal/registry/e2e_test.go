@@ -170,3 +170,46 @@ func TestPushPullBack(t *testing.T) {
 		t.Errorf("push of a missing image: exit %d, %q", code, errOut)
 	}
 }
+
+// TestLoginCLI: berth login/logout as a user types them, against a
+// registry behind token auth; push and pull use what login stored.
+func TestLoginCLI(t *testing.T) {
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	b := testutil.NewEngine(t, berthBin, nil)
+	reg := registrytest.Start(t, registrytest.WithBasicAuth("alice", "s3cret"), registrytest.WithTokenAuth("berth-test-issuer"))
+	ref := reg.Addr + "/team/bb:1"
+	b.Must("tag", "bb", ref)
+
+	_, errOut, code := b.Run("push", ref)
+	if code != 1 || !strings.Contains(errOut, "berth login") {
+		t.Errorf("push before login: exit %d, %q", code, errOut)
+	}
+	out, errOut, code := b.RunInput(strings.NewReader("wrong\n"), "login", "-u", "alice", "--password-stdin", reg.Addr)
+	if code != 1 || !strings.Contains(errOut, "incorrect username or password") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+		t.Errorf("wrong password: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	_, errOut, code = b.RunInput(strings.NewReader("s3cret\n"), "login", "-u", "alice", "-p", "x", "--password-stdin", reg.Addr)
+	if code != 1 || !strings.Contains(errOut, "mutually exclusive") {
+		t.Errorf("-p with --password-stdin: exit %d, %q", code, errOut)
+	}
+	_, errOut, code = b.RunInput(strings.NewReader("s3cret\n"), "login", "--password-stdin", reg.Addr)
+	if code != 1 || !strings.Contains(errOut, "Must provide --username with --password-stdin") {
+		t.Errorf("--password-stdin without -u: exit %d, %q", code, errOut)
+	}
+	out, errOut, code = b.RunInput(strings.NewReader("s3cret\n"), "login", "-u", "alice", "--password-stdin", reg.Addr)
+	if code != 0 || strings.TrimSpace(out) != "Login Succeeded" {
+		t.Fatalf("login: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	b.Must("push", ref)
+	b2 := testutil.NewEngine(t, berthBin, nil)
+	b2.Must("pull", ref)
+	if got := b.Must("logout", reg.Addr); got != "Removing login credentials for "+reg.Addr {
+		t.Errorf("logout printed %q", got)
+	}
+	if got := b.Must("logout", reg.Addr); got != "Not logged in to "+reg.Addr {
+		t.Errorf("second logout printed %q", got)
+	}
+	if _, _, code := b2.Run("pull", ref); code != 1 {
+		t.Errorf("pull after logout: exit %d, want 1", code)
+	}
+}
