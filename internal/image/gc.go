@@ -173,15 +173,21 @@ func (s *Service) Remove(ctx context.Context, idOrRef string, force bool, inUse 
 		short := img.ID.Encoded()[:12]
 		used := inUse(img.ID)
 		if name != "" {
-			last := len(img.RepoTags)+len(img.RepoDigests) == 1
+			drop := namesGoingWith(img, name)
+			last := len(img.RepoTags)+len(img.RepoDigests) == len(drop)
 			if last && used && !force {
 				return fmt.Errorf("unable to remove repository reference %q (must force) - a container is using its referenced image %s: %w", Familiar(name), short, errdefs.ErrConflict)
 			}
-			named, _ := ParseRef(name)
-			if img, err = untag(tx, named); err != nil {
-				return err
+			for _, n := range drop {
+				named, err := ParseRef(n)
+				if err != nil {
+					return err
+				}
+				if img, err = untag(tx, named); err != nil {
+					return err
+				}
+				items = append(items, RemoveItem{Untagged: Familiar(n)})
 			}
-			items = append(items, RemoveItem{Untagged: Familiar(name)})
 			if !last {
 				return nil
 			}
@@ -216,6 +222,32 @@ func (s *Service) Remove(ctx context.Context, idOrRef string, force bool, inUse 
 		}
 	}
 	return items, nil
+}
+
+// namesGoingWith lists the names removing name takes away: name, and
+// when it is its repository's last tag, that repository's digest
+// references too, as Docker does (a pulled or pushed image otherwise
+// lingers as <none> after its tag is removed).
+func namesGoingWith(img *Image, name string) []string {
+	drop := []string{name}
+	named, err := reference.ParseNormalizedNamed(name)
+	if err != nil {
+		return drop
+	}
+	if _, isDigest := named.(reference.Canonical); isDigest {
+		return drop
+	}
+	for _, t := range img.RepoTags {
+		if n, err := reference.ParseNormalizedNamed(t); err == nil && t != name && n.Name() == named.Name() {
+			return drop // another tag of the repository stays
+		}
+	}
+	for _, d := range img.RepoDigests {
+		if n, err := reference.ParseNormalizedNamed(d); err == nil && n.Name() == named.Name() {
+			drop = append(drop, d)
+		}
+	}
+	return drop
 }
 
 // repositories is the set of repository names among an image's names.

@@ -705,3 +705,41 @@ func TestPullWrongDiffIDLayerPresent(t *testing.T) {
 		t.Errorf("a record was written: %v", err)
 	}
 }
+
+// TestRemovePulledImage: removing a pulled image's last tag removes its
+// repository digest too and deletes it, as Docker does; with another tag
+// of the repository left, only the tag goes.
+func TestRemovePulledImage(t *testing.T) {
+	reg := newTestRegistry(t)
+	reg.push(t, "test/app:1", randomImage(t, 1))
+	svc := newService(t)
+	img, err := Pull(context.Background(), svc, reg.host+"/test/app:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Tag(img.ID.String(), reg.host+"/test/app:2"); err != nil {
+		t.Fatal(err)
+	}
+	items, err := svc.Remove(context.Background(), reg.host+"/test/app:2", false, nil)
+	if err != nil || len(items) != 1 {
+		t.Fatalf("remove of one of two tags: %v, %v", items, err)
+	}
+	items, err = svc.Remove(context.Background(), reg.host+"/test/app:1", false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var untagged []string
+	deleted := false
+	for _, it := range items {
+		if it.Untagged != "" {
+			untagged = append(untagged, it.Untagged)
+		}
+		deleted = deleted || it.Deleted == img.ID.String()
+	}
+	if len(untagged) != 2 || !strings.Contains(untagged[1], "@sha256:") || !deleted {
+		t.Errorf("items = %+v; want the tag and the digest untagged and the image deleted", items)
+	}
+	if imgs, _ := svc.List(); len(imgs) != 0 {
+		t.Errorf("images left: %v", imgs)
+	}
+}
