@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/distribution/reference v0.6.0
+	github.com/docker/cli v27.1.1+incompatible
 	github.com/google/go-containerregistry v0.20.2
 	github.com/klauspost/compress v1.18.0
 	github.com/moby/profiles/seccomp v0.1.0
@@ -19,7 +20,6 @@ require (
 
 require (
 	github.com/containerd/stargz-snapshotter/estargz v0.14.3 // indirect
-	github.com/docker/cli v27.1.1+incompatible // indirect
 	github.com/docker/distribution v2.8.2+incompatible // indirect
 	github.com/docker/docker-credential-helpers v0.7.0 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect

@@ -10,6 +10,7 @@ import (
 
 	"github.com/docker/cli/cli/config"
 	"github.com/docker/cli/cli/config/configfile"
+	"github.com/docker/cli/cli/config/credentials"
 	"github.com/docker/cli/cli/config/types"
 	"github.com/google/go-containerregistry/pkg/authn"
 
@@ -126,17 +127,36 @@ func Logout(server string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("logout from %s: %w", host, err)
 	}
-	store := cf.GetCredentialsStore(key)
-	ac, err := store.Get(key)
-	if err != nil {
-		return false, fmt.Errorf("logout from %s: %w", host, err)
+	// Older Docker versions stored a registry under "https://host",
+	// "http://host" or with a path; the keychain still matches those by
+	// host name, so they go too, or a logged-out user keeps pulling
+	// with them.
+	keys := []string{key}
+	if key != DockerHubServer {
+		for k := range cf.AuthConfigs {
+			if k != key && credentials.ConvertToHostname(k) == host {
+				keys = append(keys, k)
+			}
+		}
 	}
-	_, inFile := cf.AuthConfigs[key]
-	if ac.Username == "" && ac.Password == "" && ac.IdentityToken == "" && !inFile {
+	had := false
+	for _, k := range keys {
+		store := cf.GetCredentialsStore(k)
+		ac, err := store.Get(k)
+		if err != nil {
+			return false, fmt.Errorf("logout from %s: %w", host, err)
+		}
+		_, inFile := cf.AuthConfigs[k]
+		if ac.Username == "" && ac.Password == "" && ac.IdentityToken == "" && !inFile {
+			continue
+		}
+		if err := store.Erase(k); err != nil {
+			return false, fmt.Errorf("logout from %s: %w", host, err)
+		}
+		had = true
+	}
+	if !had {
 		return false, nil
-	}
-	if err := store.Erase(key); err != nil {
-		return false, fmt.Errorf("logout from %s: %w", host, err)
 	}
 	if err := cf.Save(); err != nil {
 		return false, fmt.Errorf("logout from %s: save %s: %w", host, cf.Filename, err)

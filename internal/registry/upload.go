@@ -3,6 +3,9 @@ package registry
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -236,13 +239,32 @@ func (c *client) pushBlob(ctx context.Context, svc *image.Service, desc ocispec.
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if attempt+1 >= c.o.retry.attempts || !retryable(err) {
+		if attempt+1 >= c.o.retry.attempts || !(retryable(err) || brokenUpload(err)) {
 			return fmt.Errorf("blob %s: %w", desc.Digest, err)
 		}
 		if werr := c.o.retry.wait(ctx, attempt, retryAfter); werr != nil {
 			return werr
 		}
 	}
+}
+
+// brokenUpload reports a request that failed on the way rather than
+// being answered: the connection went, or go-containerregistry's bearer
+// transport sent a request again after a token refresh with its body
+// already read. A fresh session has a fair chance where a GET would not
+// (its body is gone, so send does not retry it), but a certificate the
+// client refuses will be refused again.
+func brokenUpload(err error) bool {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return false
+	}
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var verify *tls.CertificateVerificationError
+	return !errors.As(err, &unknownCA) && !errors.As(err, &hostname) &&
+		!errors.As(err, &invalid) && !errors.As(err, &verify)
 }
 
 // blobExists asks the registry with HEAD whether it has the blob.

@@ -250,4 +250,3 @@ func TestPushAuth(t *testing.T) {
 		})
 	}
 }
-
