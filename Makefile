@@ -12,7 +12,8 @@ LDFLAGS := -s -w -extldflags -static \
 	-X github.com/berth-dev/berth/internal/version.Version=$(VERSION) \
 	-X github.com/berth-dev/berth/internal/version.GitCommit=$(COMMIT)
 
-.PHONY: build test unit demo bench fuzz vet clean bench-load bench-containers interop-docker
+.PHONY: build test unit demo bench fuzz vet clean bench-load bench-containers interop-docker \
+	bench-registry interop-registry
 
 build:
 	CGO_ENABLED=1 $(GO) build -tags $(TAGS) -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/berth
@@ -41,6 +42,10 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParseSpec -fuzztime=30s ./internal/runtime/
 	$(GO) test -run='^$$' -fuzz=FuzzUnpack -fuzztime=30s ./internal/snapshot/
 	$(GO) test -run='^$$' -fuzz=FuzzParseRef -fuzztime=30s ./internal/image/
+	$(GO) test -run='^$$' -fuzz=FuzzParseManifest -fuzztime=30s ./internal/registry/
+	$(GO) test -run='^$$' -fuzz=FuzzNextLink -fuzztime=30s ./internal/registry/
+	for f in FuzzValidateName FuzzParseReference FuzzParseDigest FuzzParseRoute FuzzParseManifest; do \
+		$(GO) test -run='^$$' -fuzz=$$f -fuzztime=30s ./internal/registry/server/ || exit 1; done
 
 clean:
 	rm -rf bin
@@ -60,3 +65,16 @@ bench-containers: build
 # berth save | docker load | docker run, docker save | berth load, skopeo.
 interop-docker: build
 	./scripts/interop-docker.sh
+
+# berth pull (cold, and with 4 of 5 layers present) and berth push against
+# docker's and skopeo's, with Debian's docker-registry on 127.0.0.1 and a
+# 300 MiB image of 5 gzip layers. Starts a private dockerd and registries;
+# see the script's header.
+bench-registry: build
+	./bench/registry.sh
+
+# Exchange images through a docker-registry on 127.0.0.1: berth push ->
+# skopeo, docker pull/run; docker push -> berth pull/run; skopeo copy ->
+# berth pull/run. Starts a private dockerd and registry.
+interop-registry: build
+	./scripts/interop-registry.sh

@@ -16,14 +16,18 @@ const module = "github.com/berth-dev/berth/"
 // container and container may not be imported by image's dependencies,
 // the rules below close the gaps.
 var forbidden = map[string][]string{
-	"internal/runtime":   {"internal/image", "internal/content", "internal/snapshot", "internal/container", "internal/network", "internal/volume", "internal/registry", "internal/cli"},
-	"internal/cgroups":   {"internal/runtime", "internal/image", "internal/container", "internal/registry", "internal/cli"},
-	"internal/content":   {"internal/image", "internal/snapshot", "internal/runtime", "internal/container", "internal/registry", "internal/cli"},
-	"internal/snapshot":  {"internal/image", "internal/runtime", "internal/container", "internal/registry", "internal/cli"},
-	"internal/image":     {"internal/runtime", "internal/cgroups", "internal/container", "internal/network", "internal/volume", "internal/registry", "internal/cli"},
-	"internal/registry":  {"internal/runtime", "internal/cgroups", "internal/container", "internal/network", "internal/volume", "internal/cli"},
-	"internal/volume":    {"internal/runtime", "internal/container", "internal/registry", "internal/cli"},
-	"internal/container": {"internal/registry", "internal/cli"},
+	"internal/runtime":  {"internal/image", "internal/content", "internal/snapshot", "internal/container", "internal/network", "internal/volume", "internal/registry", "internal/cli"},
+	"internal/cgroups":  {"internal/runtime", "internal/image", "internal/container", "internal/registry", "internal/cli"},
+	"internal/content":  {"internal/image", "internal/snapshot", "internal/runtime", "internal/container", "internal/registry", "internal/cli"},
+	"internal/snapshot": {"internal/image", "internal/runtime", "internal/container", "internal/registry", "internal/cli"},
+	"internal/image":    {"internal/runtime", "internal/cgroups", "internal/container", "internal/network", "internal/volume", "internal/registry", "internal/cli"},
+	"internal/registry": {"internal/runtime", "internal/cgroups", "internal/container", "internal/network", "internal/volume", "internal/cli"},
+	// The registry server keeps its own storage tree (it serves blobs as
+	// they were pushed; it unpacks nothing), so it stays free of the
+	// engine's image store.
+	"internal/registry/server": {"internal/image", "internal/content", "internal/snapshot", "internal/runtime", "internal/cgroups", "internal/container", "internal/network", "internal/volume", "internal/cli"},
+	"internal/volume":          {"internal/runtime", "internal/container", "internal/registry", "internal/cli"},
+	"internal/container":       {"internal/registry", "internal/cli"},
 }
 
 func TestLayering(t *testing.T) {
@@ -67,12 +71,14 @@ func TestLayering(t *testing.T) {
 	}
 }
 
-// rulesFor is the forbidden list of the rule covering dir, if any.
+// rulesFor is the forbidden list of the most specific rule covering dir
+// (the longest package prefix), if any.
 func rulesFor(dir string) []string {
-	for pkg, rules := range forbidden {
-		if dir == pkg || strings.HasPrefix(dir, pkg+"/") {
-			return rules
+	best := ""
+	for pkg := range forbidden {
+		if (dir == pkg || strings.HasPrefix(dir, pkg+"/")) && len(pkg) > len(best) {
+			best = pkg
 		}
 	}
-	return nil
+	return forbidden[best]
 }

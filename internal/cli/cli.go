@@ -75,6 +75,7 @@ func newRootCommand() *cobra.Command {
 	addContainerCommands(root)
 	addVolumeCommands(root)
 	addRegistryCommands(root)
+	addRegistryServeCommands(root)
 	return root
 }
 
