@@ -412,14 +412,50 @@ func TestV1Lifecycle(t *testing.T) {
 		"pids/pids.max":                      "10",
 	}
 	if m.Path("blkio") != "" {
-		// The weight lands in blkio.weight (CFQ) or blkio.bfq.weight.
-		r.BlockIO = &specs.LinuxBlockIO{Weight: u16(500)}
+		r.BlockIO = &specs.LinuxBlockIO{}
+		// The weight lands in blkio.weight (CFQ) or blkio.bfq.weight;
+		// kernels without either I/O scheduler offer neither (Set then
+		// refuses a weight: TestV1BlkioWeightMissing).
+		if blkioWeightFile() != "" {
+			r.BlockIO.Weight = u16(500)
+		}
 		if d, ok := someBlockDevice(); ok {
 			r.BlockIO.ThrottleReadBpsDevice = []specs.LinuxThrottleDevice{{LinuxBlockIODevice: d, Rate: 1 << 20}}
 			want["blkio/blkio.throttle.read_bps_device"] = fmt.Sprintf("%d:%d %d", d.Major, d.Minor, 1<<20)
 		}
 	}
 	testLifecycle(t, m, r, want, expect{memory: true, pids: true})
+}
+
+// blkioWeightFile is the weight file the v1 blkio root offers, or "".
+func blkioWeightFile() string {
+	for _, f := range []string{"blkio.weight", "blkio.bfq.weight"} {
+		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup/blkio", f)); err == nil {
+			return f
+		}
+	}
+	return ""
+}
+
+// TestV1BlkioWeightMissing: where the kernel offers no blkio weight, a
+// weight is refused with a failed precondition naming the files, not
+// ignored.
+func TestV1BlkioWeightMissing(t *testing.T) {
+	requiresV1(t)
+	if blkioWeightFile() != "" {
+		t.Skip("this kernel offers a blkio weight; TestV1Lifecycle sets it")
+	}
+	m := testManager(t, newV1Host)
+	if m.Path("blkio") == "" {
+		t.Skip("no v1 blkio controller")
+	}
+	if err := m.Apply(0); err != nil {
+		t.Fatal(err)
+	}
+	err := m.Set(&specs.LinuxResources{BlockIO: &specs.LinuxBlockIO{Weight: u16(500)}})
+	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "blkio.weight") {
+		t.Fatalf("Set(weight) = %v, want a failed precondition naming blkio.weight", err)
+	}
 }
 
 // someBlockDevice returns a disk of this host, for throttling rules.

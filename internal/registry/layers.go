@@ -32,10 +32,11 @@ type layerJob struct {
 
 // fetchLayers gets every layer's blob into content and its snapshot into
 // the snapshot store. Up to cfg.concurrency downloads run at once, started
-// in chain order. A download whose parent layer is already in place is
-// teed into snapshot.Store.Apply as it streams; the others only fill the
-// content store, and this goroutine unpacks them from there in chain
-// order (Apply needs the parent) while later downloads go on.
+// in chain order. Each download of a missing layer is teed into
+// snapshot.Store.Apply as it streams, which unpacks it at once and commits
+// it once the layer below is committed. Blobs already in content whose
+// layer is missing are unpacked from there by this goroutine, in chain
+// order.
 func (p *pull) fetchLayers(ctx context.Context, img *image.Image) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -113,20 +114,26 @@ func (p *pull) fetchLayer(ctx context.Context, job *layerJob, parentReady <-chan
 		}
 		return nil
 	}
-	tee := !p.svc.Snapshots.Has(job.chainID)
-	if tee && parentReady != nil {
-		select {
-		case <-parentReady:
-		default:
-			tee = false
-		}
-	}
-	if !tee {
+	if p.svc.Snapshots.Has(job.chainID) {
 		if err := p.download(ctx, job.desc, nil); err != nil {
 			return fmt.Errorf("layer %s: %w", d, err)
 		}
 		job.downloaded = true
 		return nil
+	}
+	// Every layer is unpacked as it streams in, whether or not the layers
+	// below are in place yet (a diff does not depend on them); Apply
+	// commits it once the parent is.
+	awaitParent := func(ctx context.Context) error {
+		if parentReady == nil {
+			return nil
+		}
+		select {
+		case <-parentReady:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 
 	// Teed: Apply reads the bytes as they arrive. It only sees the end of
@@ -136,7 +143,7 @@ func (p *pull) fetchLayer(ctx context.Context, job *layerJob, parentReady <-chan
 	applied := make(chan error, 1)
 	go func() {
 		p.event(Event{Status: StatusExtracting, ID: short(d)})
-		got, err := p.svc.Snapshots.Apply(ctx, job.parent, job.diffID, pr)
+		got, err := p.svc.Snapshots.Apply(ctx, job.parent, job.diffID, pr, snapshot.WithAwaitParent(awaitParent))
 		if err == nil && got != job.chainID {
 			err = fmt.Errorf("unpacked to chain ID %s, expected %s", got, job.chainID)
 		}

@@ -386,7 +386,8 @@ func (s *Store) readLink(chainID digest.Digest) (string, error) {
 // nothing is kept and the error, naming both, wraps
 // errdefs.ErrInvalidArgument), and the layer is synced and renamed into
 // layers/ only when whole. The parent must be in the store
-// (errdefs.ErrNotFound). Concurrent Applys of one layer, in one process or
+// (errdefs.ErrNotFound), or, with WithAwaitParent, be there when its wait
+// returns. Concurrent Applys of one layer, in one process or
 // several, unpack it once.
 func (s *Store) Apply(ctx context.Context, parent, diffID digest.Digest, r io.Reader, opts ...UnpackOpt) (digest.Digest, error) {
 	if err := checkDigest("diffID", diffID); err != nil {
@@ -401,7 +402,11 @@ func (s *Store) Apply(ctx context.Context, parent, diffID digest.Digest, r io.Re
 	if s.Has(chainID) {
 		return chainID, nil
 	}
-	if parent != "" && !s.Has(parent) {
+	var cfg unpackConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if parent != "" && cfg.awaitParent == nil && !s.Has(parent) {
 		return "", fmt.Errorf("apply layer %s: parent layer %s: %w", diffID, parent, errdefs.ErrNotFound)
 	}
 	unlockChain, err := s.lockChain(ctx, chainID)
@@ -433,6 +438,11 @@ func (s *Store) Apply(ctx context.Context, parent, diffID digest.Digest, r io.Re
 	if err := s.unpackLayer(ctx, tmp, parent, diffID, chainID, r, opts); err != nil {
 		return "", fmt.Errorf("apply layer %s: %w", diffID, err)
 	}
+	if cfg.awaitParent != nil {
+		if err := cfg.awaitParent(ctx); err != nil {
+			return "", fmt.Errorf("apply layer %s: waiting for parent layer %s: %w", diffID, parent, err)
+		}
+	}
 
 	unlock, err = s.lock()
 	if err != nil {
@@ -443,7 +453,7 @@ func (s *Store) Apply(ctx context.Context, parent, diffID digest.Digest, r io.Re
 		return chainID, nil
 	}
 	if parent != "" && !s.Has(parent) {
-		return "", fmt.Errorf("apply layer %s: parent layer %s was removed meanwhile: %w", diffID, parent, errdefs.ErrNotFound)
+		return "", fmt.Errorf("apply layer %s: parent layer %s is missing or was removed meanwhile: %w", diffID, parent, errdefs.ErrNotFound)
 	}
 	dst := s.layerPath(chainID)
 	if err := os.Rename(tmp, dst); err != nil {

@@ -393,6 +393,60 @@ func TestApplyRefusals(t *testing.T) {
 	snapWantSkeleton(t, s)
 }
 
+// TestApplyAwaitParent: with WithAwaitParent a layer is unpacked before
+// its parent exists and committed once the wait returns; a failed wait, or
+// a wait that returns with the parent still absent, keeps nothing.
+func TestApplyAwaitParent(t *testing.T) {
+	s := snapOpen(t, DriverCopy)
+	ctx := context.Background()
+	pb, pdiff := snapTar(t, sDir("etc"), sFile("etc/a", "1"))
+	cb, cdiff := snapTar(t, sFile("etc/b", "2"))
+	parent := ChainID("", pdiff)
+
+	// The wait fails: the unpacked child is thrown away.
+	boom := errors.New("parent failed")
+	_, err := s.Apply(ctx, parent, cdiff, bytes.NewReader(cb), WithAwaitParent(func(context.Context) error { return boom }))
+	if !errors.Is(err, boom) || !strings.Contains(err.Error(), parent.String()) {
+		t.Fatalf("failed wait: got %v", err)
+	}
+	// The wait returns but the parent never came.
+	_, err = s.Apply(ctx, parent, cdiff, bytes.NewReader(cb), WithAwaitParent(func(context.Context) error { return nil }))
+	if !errdefs.IsNotFound(err) {
+		t.Fatalf("parent absent after the wait: got %v, want not found", err)
+	}
+	snapWantSkeleton(t, s)
+
+	// The child unpacks while the parent is applied; it commits after.
+	unpacked := make(chan struct{})
+	release := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		c, err := s.Apply(ctx, parent, cdiff, bytes.NewReader(cb), WithAwaitParent(func(context.Context) error {
+			close(unpacked)
+			<-release
+			return nil
+		}))
+		if err == nil && c != ChainID(parent, cdiff) {
+			err = fmt.Errorf("chain ID %s", c)
+		}
+		done <- err
+	}()
+	<-unpacked
+	if s.Has(ChainID(parent, cdiff)) {
+		t.Fatal("the child was committed before its wait returned")
+	}
+	if _, err := s.Apply(ctx, "", pdiff, bytes.NewReader(pb)); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !s.Has(ChainID(parent, cdiff)) {
+		t.Fatal("the child is not in the store")
+	}
+}
+
 func TestRemove(t *testing.T) {
 	s := snapOpen(t, DriverCopy)
 	c1 := snapApply(t, s, "", sFile("a", "1"))

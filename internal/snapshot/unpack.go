@@ -51,6 +51,8 @@ type unpackConfig struct {
 	progress   func(int64)
 	warn       func(error)
 	trusted    digest.Digest
+	// awaitParent is Apply's, not Unpack's: see WithAwaitParent.
+	awaitParent func(context.Context) error
 }
 
 // WithTrustedDigest tells Unpack the digest of its raw input, already
@@ -80,6 +82,15 @@ func WithMaxEntries(n int64) UnpackOpt { return func(c *unpackConfig) { c.maxEnt
 // directory. false: every ".wh." entry is written as the plain file the tar
 // names, for the copy driver, which applies whiteouts by deleting.
 func WithOverlayWhiteouts(on bool) UnpackOpt { return func(c *unpackConfig) { c.whiteouts = on } }
+
+// WithAwaitParent lets Apply unpack a layer before its parent is in the
+// store: a layer's diff does not depend on the files below it, so a pull
+// can unpack every layer as it streams in. Apply calls wait once the diff
+// is unpacked and commits only after it returns nil; the parent must be
+// in the store by then. Unpack ignores this option.
+func WithAwaitParent(wait func(context.Context) error) UnpackOpt {
+	return func(c *unpackConfig) { c.awaitParent = wait }
+}
 
 // WithSync makes Unpack flush the layer to stable storage before it
 // returns (SyncDir). Off by default: the caller unpacks into a temporary
