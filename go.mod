@@ -15,17 +15,20 @@ require (
 	go.etcd.io/bbolt v1.4.0
 	golang.org/x/sync v0.10.0
 	golang.org/x/sys v0.49.0
-	golang.org/x/term v0.30.0
+	golang.org/x/term v0.37.0
 )
 
 require (
 	github.com/containerd/stargz-snapshotter/estargz v0.14.3 // indirect
 	github.com/docker/distribution v2.8.2+incompatible // indirect
 	github.com/docker/docker-credential-helpers v0.7.0 // indirect
+	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
 	github.com/mitchellh/go-homedir v1.1.0 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
 	github.com/sirupsen/logrus v1.9.1 // indirect
 	github.com/spf13/pflag v1.0.6 // indirect
 	github.com/vbatts/tar-split v0.11.3 // indirect
+	golang.org/x/crypto v0.45.0 // indirect
+	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
