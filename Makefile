@@ -13,7 +13,7 @@ LDFLAGS := -s -w -extldflags -static \
 	-X github.com/berth-dev/berth/internal/version.GitCommit=$(COMMIT)
 
 .PHONY: build test unit demo bench fuzz vet clean bench-load bench-containers interop-docker \
-	bench-registry interop-registry
+	bench-registry interop-registry conformance
 
 build:
 	CGO_ENABLED=1 $(GO) build -tags $(TAGS) -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/berth
@@ -26,6 +26,12 @@ vet:
 # the root tests share the host's cgroup and mount tables.
 test: build vet
 	$(GO) test -p 1 -count=1 -timeout 20m ./...
+	GO=$(GO) ./scripts/conformance.sh $(BIN)
+
+# The OCI distribution-spec conformance suite (pinned) against a fresh
+# berth registry serve; every check must pass.
+conformance: build
+	GO=$(GO) ./scripts/conformance.sh $(BIN)
 
 # Unit tests only (no root needed).
 unit:
