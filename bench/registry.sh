@@ -373,6 +373,14 @@ berth_store() {
 # cs_layers DIR: how many layers a containers-storage root holds.
 cs_layers() { jq length "$1/root/overlay-layers/layers.json"; }
 cs_ref() { echo "containers-storage:[overlay@$1/root+$1/run]$2"; }
+# cs_rm DIR: remove a containers-storage root. Its overlay driver leaves
+# root/overlay bind-mounted onto itself (private propagation), so unmount
+# what lies under DIR, deepest first, before removing it.
+cs_rm() {
+	awk -v d="$1/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
+		while read -r m; do umount "$m"; done
+	rm -rf "$1"
+}
 # oci_from BASE NEW: a layout with BASE's blobs hard-linked and its index
 # copied (skopeo rewrites index.json, never a blob).
 oci_from() {
@@ -453,7 +461,7 @@ cs_cold() {
 	n=$((n + 1))
 	timed "$1" "${sk[@]}" copy -q --src-tls-verify=false "docker://$img5" "$(cs_ref "$d" "$img5")"
 	[ "$(cs_layers "$d")" = 5 ] || die "skopeo: $d holds $(cs_layers "$d") layers, not 5"
-	rm -rf "$d"
+	cs_rm "$d"
 }
 # 4 of 5 present.
 bw=$tmp/berth-warm
