@@ -76,6 +76,7 @@ func newRootCommand() *cobra.Command {
 	addVolumeCommands(root)
 	addRegistryCommands(root)
 	addRegistryServeCommands(root)
+	addRegistryGCCommands(root)
 	addNetworkCommands(root)
 	return root
 }

@@ -255,6 +255,9 @@ func (b *basicAuth) Authorize(r *http.Request, access []Access) error {
 	if user == "" && (len(access) == 0 || !b.acl.allows("", access)) {
 		return b.challenge(access, "authentication required")
 	}
+	if user != "" {
+		WithUser(r.Context(), user) // for the access log
+	}
 	if b.acl.allows(user, access) {
 		return nil
 	}
@@ -315,6 +318,9 @@ func (b *bearerAuth) Authorize(r *http.Request, access []Access) error {
 	if err != nil {
 		b.log.Debug("registry: token refused", "err", err, "remote", r.RemoteAddr)
 		return b.challenge(access, "invalid_token", "invalid token")
+	}
+	if claims.Subject != "" {
+		WithUser(r.Context(), claims.Subject) // for the access log
 	}
 	if !claims.allows(access) {
 		return b.challenge(access, "insufficient_scope", "insufficient scope: the token does not grant the access this request needs")

@@ -17,6 +17,9 @@ func (g *Registry) getBlob(w http.ResponseWriter, r *http.Request, name, ref str
 	if err != nil {
 		return apiError(CodeDigestInvalid, err)
 	}
+	if served, err := g.proxy.serveBlob(g, w, r, name, d); served || err != nil {
+		return err
+	}
 	f, _, err := g.store.OpenRepoBlob(name, d)
 	if err != nil {
 		if errdefs.IsNotFound(err) {
@@ -40,6 +43,9 @@ func (g *Registry) getBlob(w http.ResponseWriter, r *http.Request, name, ref str
 // deleteBlob unlinks a blob from one repository; the bytes stay until
 // garbage collection finds no repository linking them.
 func (g *Registry) deleteBlob(w http.ResponseWriter, r *http.Request, name, ref string) error {
+	if err := g.proxy.refusePush(name); err != nil {
+		return err
+	}
 	if !g.deleteEnabled {
 		return &Error{Code: CodeUnsupported, Message: "deletes are disabled on this registry"}
 	}
@@ -62,6 +68,9 @@ func (g *Registry) deleteBlob(w http.ResponseWriter, r *http.Request, name, ref 
 // uploads in one request), PATCH appends, PUT finishes, GET reports the
 // offset, DELETE cancels.
 func (g *Registry) serveUpload(w http.ResponseWriter, r *http.Request, name, id string) error {
+	if err := g.proxy.refusePush(name); err != nil {
+		return err
+	}
 	if r.Method == http.MethodPost {
 		if id != "" {
 			return &Error{Code: CodeUnsupported, Message: "POST starts an upload at /v2/<name>/blobs/uploads/"}

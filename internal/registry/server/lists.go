@@ -67,6 +67,9 @@ func (g *Registry) getTags(w http.ResponseWriter, r *http.Request, name string) 
 	if err != nil {
 		return err
 	}
+	if served, err := g.proxy.serveTags(g, w, r, name); served || err != nil {
+		return err
+	}
 	ok, err := g.store.RepositoryExists(name)
 	if err != nil {
 		return err

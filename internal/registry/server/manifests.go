@@ -64,6 +64,9 @@ func (g *Registry) getManifest(w http.ResponseWriter, r *http.Request, name, ref
 	if err != nil {
 		return err
 	}
+	if err := g.proxy.cacheManifest(g, w, r, name, ref); err != nil {
+		return err
+	}
 	d, err := g.resolve(name, ref)
 	if err != nil {
 		return err
@@ -93,6 +96,9 @@ func (g *Registry) getManifest(w http.ResponseWriter, r *http.Request, name, ref
 
 // putManifest is PUT /v2/<name>/manifests/<reference>[?tag=...].
 func (g *Registry) putManifest(w http.ResponseWriter, r *http.Request, name, refStr string) error {
+	if err := g.proxy.refusePush(name); err != nil {
+		return err
+	}
 	ref, err := parseRef(refStr)
 	if err != nil {
 		return err
@@ -125,6 +131,14 @@ func (g *Registry) putManifest(w http.ResponseWriter, r *http.Request, name, ref
 	if err != nil {
 		return err
 	}
+	// From the check of what the manifest names to its last tag: one
+	// critical section against the garbage collector (gc.go), which can
+	// then not sweep a blob between our finding it and our naming it.
+	unlock, err := g.store.LockWrites()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if err := g.checkReferences(name, info); err != nil {
 		return err
 	}
@@ -187,10 +201,12 @@ func tagParams(r *http.Request, ref Reference) ([]string, error) {
 // reference, unless everything the manifest names is in the repository:
 // blobs for an image (non-distributable layers excepted), manifests for an
 // index. A subject need not exist (the spec lets referrers come first).
+// It runs under LockWrites, and what it finds it touches (useRepoBlob,
+// useManifest): a running collector then keeps it.
 func (g *Registry) checkReferences(name string, info *manifestInfo) error {
 	var missing errorList
 	for _, b := range info.Blobs {
-		size, err := g.store.StatRepoBlob(name, b.Digest)
+		size, err := g.store.useRepoBlob(name, b.Digest)
 		switch {
 		case errdefs.IsNotFound(err):
 			missing = append(missing, &Error{Code: CodeManifestBlobUnknown, Message: "manifest references a blob unknown to the repository: " + string(b.Digest), Detail: map[string]string{"digest": string(b.Digest)}})
@@ -201,7 +217,7 @@ func (g *Registry) checkReferences(name string, info *manifestInfo) error {
 		}
 	}
 	for _, m := range info.Manifests {
-		_, size, err := g.store.StatManifest(name, m.Digest)
+		_, size, err := g.store.useManifest(name, m.Digest)
 		switch {
 		case errdefs.IsNotFound(err):
 			missing = append(missing, &Error{Code: CodeManifestBlobUnknown, Message: "index references a manifest unknown to the repository: " + string(m.Digest), Detail: map[string]string{"digest": string(m.Digest)}})
@@ -220,6 +236,9 @@ func (g *Registry) checkReferences(name string, info *manifestInfo) error {
 // deleteManifest is DELETE of a tag (the tag only) or of a digest (the
 // manifest, its tags and its referrers entry).
 func (g *Registry) deleteManifest(w http.ResponseWriter, r *http.Request, name, refStr string) error {
+	if err := g.proxy.refusePush(name); err != nil {
+		return err
+	}
 	if !g.deleteEnabled {
 		return &Error{Code: CodeUnsupported, Message: "deletes are disabled on this registry"}
 	}

@@ -33,9 +33,20 @@ import (
 //	│   └── hashstate                     JSON: the running hash at an offset, so a
 //	│                                     chunk is hashed once; a cache, rebuilt from
 //	│                                     data when it does not match
-//	└── tmp/                            temporary files, renamed into place once
-//	                                    written and synced; leftovers of a crash
-//	                                    are swept by PurgeUploads
+//	├── tmp/                            temporary files, renamed into place once
+//	│                                   written and synced; leftovers of a crash
+//	│                                   are swept by PurgeUploads
+//	└── locks/                          flock(2) files between writers and the
+//	    │                               garbage collector, across processes (gc.go)
+//	    ├── store                         LOCK_SH: one write's critical section
+//	    │                                 (upload commit, link, manifest PUT);
+//	    │                                 LOCK_EX: one batch of the sweep
+//	    ├── gate                          LOCK_EX by the collector while it waits
+//	    │                                 for store; writers pass through it
+//	    │                                 (LOCK_SH, dropped at once), so they
+//	    │                                 queue behind a waiting collector
+//	    └── gc                            LOCK_EX for a whole collection: one at
+//	                                      a time
 //
 // Every file another request reads is written elsewhere and renamed into
 // place (the empty _layers links are created whole by open(O_CREAT)), and
@@ -45,8 +56,13 @@ import (
 //
 // Repository links are what makes a blob visible in a repository: a blob in
 // blobs/ that no repository links to is invisible through the API, and is
-// garbage for the (future) collector to sweep; a link whose blob is gone
+// garbage for the collector (gc.go) to sweep; a link whose blob is gone
 // reads as "unknown". Deletes remove links only.
+//
+// File mtimes carry meaning: a write sets the mtime of each existing blob,
+// link or revision it relies on to now, and a read does so when it is
+// older than a minute; the collector keeps whatever it finds younger than
+// its grace period (gc.go).
 
 const (
 	blobsDir    = "blobs"
@@ -58,6 +74,7 @@ const (
 	revsDir     = "revisions"
 	tagsDir     = "tags"
 	referrerDir = "_referrers"
+	locksDir    = "locks"
 )
 
 // All path builders take values that have been validated by ParseDigest,

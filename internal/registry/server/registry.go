@@ -31,6 +31,7 @@ type Registry struct {
 	ioTimeout       time.Duration
 	deleteEnabled   bool
 	authorizer      Authorizer
+	proxy           *Proxy // pull-through cache (proxy.go); nil: none
 	log             *slog.Logger
 }
 

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -28,9 +29,19 @@ import (
 // whole files: blobs and links appear by rename or by exclusive creation.
 //
 // The Walk methods are what a garbage collector marks from: repositories,
-// their manifests, tags and layer links, and the blobs themselves.
+// their manifests, tags and layer links, and the blobs themselves. Writes
+// that make content reachable hold LockWrites, and reads refresh what they
+// find, so that CollectGarbage can run while the registry serves (gc.go).
 type Store struct {
 	root string
+	// refreshAfter: a read that finds a link or manifest revision whose
+	// mtime is older than this sets it to now, so the collector does not
+	// sweep what a client has just been told exists (gc.go).
+	refreshAfter time.Duration
+	// gateMu lets one goroutine of this process at a time wait at the
+	// collector's gate: a sweep batch then blocks one thread, not one per
+	// request (a goroutine blocked in flock holds its thread).
+	gateMu sync.Mutex
 }
 
 // Open opens (creating if needed) the storage rooted at root.
@@ -51,7 +62,7 @@ func Open(root string) (*Store, error) {
 			return nil, fmt.Errorf("open registry storage: %w", err)
 		}
 	}
-	return &Store{root: root}, nil
+	return &Store{root: root, refreshAfter: readRefreshAfter}, nil
 }
 
 // Root is the directory the store was opened at.
@@ -163,6 +174,12 @@ func (s *Store) installBlob(src, target string, d digest.Digest) error {
 // a blob by its name and type is skipped. Blobs added or removed during the
 // walk may or may not be seen; an error from fn stops the walk.
 func (s *Store) WalkBlobs(fn func(d digest.Digest, size int64) error) error {
+	return s.walkBlobFiles(func(d digest.Digest, fi fs.FileInfo) error { return fn(d, fi.Size()) })
+}
+
+// walkBlobFiles is WalkBlobs with each blob's FileInfo (the collector
+// wants its mtime too).
+func (s *Store) walkBlobFiles(fn func(d digest.Digest, fi fs.FileInfo) error) error {
 	for _, alg := range algorithms {
 		algDir := filepath.Join(s.root, blobsDir, string(alg.name))
 		prefixes, err := readDirNames(algDir)
@@ -189,7 +206,7 @@ func (s *Store) WalkBlobs(fn func(d digest.Digest, size int64) error) error {
 				if err != nil {
 					continue // removed since ReadDir
 				}
-				if err := fn(digest.NewDigestFromEncoded(alg.name, name), info.Size()); err != nil {
+				if err := fn(digest.NewDigestFromEncoded(alg.name, name), info); err != nil {
 					return err
 				}
 			}
@@ -264,10 +281,22 @@ func (s *Store) Repositories() ([]string, error) {
 // ---- layer links ----
 
 // LinkBlob makes a stored blob visible in repository name. The blob must
-// already be in blobs/ (errdefs.ErrNotFound otherwise); its mtime is
-// refreshed, so a collector with a grace period does not sweep a blob
-// that is being linked again.
+// already be in blobs/ (errdefs.ErrNotFound otherwise, also when the
+// collector swept it a moment ago: mount then falls back to an upload).
+// It takes the write lock itself (LockWrites); inside one, use linkBlob.
 func (s *Store) LinkBlob(name string, d digest.Digest) error {
+	unlock, err := s.LockWrites()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return s.linkBlob(name, d)
+}
+
+// linkBlob is LinkBlob for a caller that holds LockWrites. The blob's and
+// the link's mtimes are set to now (an existing link too): that is what
+// tells a running collector they are in use again (gc.go).
+func (s *Store) linkBlob(name string, d digest.Digest) error {
 	bp, err := s.blobPath(d)
 	if err != nil {
 		return err
@@ -282,35 +311,94 @@ func (s *Store) LinkBlob(name string, d digest.Digest) error {
 	if err != nil {
 		return err
 	}
-	if err := createEmpty(p); err != nil {
+	if isRegular(p) {
+		err = touch(p)
+	} else {
+		err = createEmpty(p)
+	}
+	if err != nil {
 		return fmt.Errorf("link blob %s into %s: %w", d, name, err)
 	}
 	return nil
 }
 
 // StatRepoBlob is the size of blob d if repository name links it, else
-// errdefs.ErrNotFound.
+// errdefs.ErrNotFound. Like every read of a link it may refresh the
+// link's mtime (see refreshRead).
 func (s *Store) StatRepoBlob(name string, d digest.Digest) (int64, error) {
-	p, err := s.layerLinkPath(name, d)
+	lp, bp, lfi, err := s.statLink(name, d)
 	if err != nil {
 		return 0, err
 	}
-	if !isRegular(p) {
+	bfi, err := os.Lstat(bp)
+	if err != nil || !bfi.Mode().IsRegular() {
+		if err == nil || errors.Is(err, fs.ErrNotExist) {
+			return 0, fmt.Errorf("blob %s: %w", d, errdefs.ErrNotFound)
+		}
+		return 0, fmt.Errorf("stat blob %s: %w", d, err)
+	}
+	if s.refreshRead(lfi, bfi, lp, bp) {
 		return 0, fmt.Errorf("blob %s in %s: %w", d, name, errdefs.ErrNotFound)
 	}
-	return s.StatBlob(d)
+	return bfi.Size(), nil
 }
 
-// OpenRepoBlob opens blob d if repository name links it.
+// OpenRepoBlob opens blob d if repository name links it, refreshing the
+// link as StatRepoBlob does.
 func (s *Store) OpenRepoBlob(name string, d digest.Digest) (*os.File, int64, error) {
-	p, err := s.layerLinkPath(name, d)
+	lp, bp, lfi, err := s.statLink(name, d)
 	if err != nil {
 		return nil, 0, err
 	}
-	if !isRegular(p) {
+	f, size, err := s.OpenBlob(d)
+	if err != nil {
+		return nil, 0, err
+	}
+	if bfi, err := f.Stat(); err == nil && s.refreshRead(lfi, bfi, lp, bp) {
+		// Swept between our open and the refresh: the bytes are still
+		// readable through f, but a client told "here it is" would go on
+		// to push a manifest naming a blob that is gone.
+		f.Close()
 		return nil, 0, fmt.Errorf("blob %s in %s: %w", d, name, errdefs.ErrNotFound)
 	}
-	return s.OpenBlob(d)
+	return f, size, nil
+}
+
+// statLink finds repository name's link to blob d.
+func (s *Store) statLink(name string, d digest.Digest) (linkPath, blobPath string, fi fs.FileInfo, err error) {
+	if linkPath, err = s.layerLinkPath(name, d); err != nil {
+		return "", "", nil, err
+	}
+	if blobPath, err = s.blobPath(d); err != nil {
+		return "", "", nil, err
+	}
+	fi, err = os.Lstat(linkPath)
+	if err != nil || !fi.Mode().IsRegular() {
+		return "", "", nil, fmt.Errorf("blob %s in %s: %w", d, name, errdefs.ErrNotFound)
+	}
+	return linkPath, blobPath, fi, nil
+}
+
+// useRepoBlob is StatRepoBlob for a write that is about to rely on the
+// blob (a manifest PUT naming it), called under LockWrites: it sets the
+// link's and the blob's mtimes to now, always, so that a running
+// collector keeps them (gc.go).
+func (s *Store) useRepoBlob(name string, d digest.Digest) (int64, error) {
+	lp, bp, _, err := s.statLink(name, d)
+	if err != nil {
+		return 0, err
+	}
+	size, err := s.StatBlob(d)
+	if err != nil {
+		return 0, err
+	}
+	if err := touchAll(lp, bp); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return 0, fmt.Errorf("blob %s in %s: %w", d, name, errdefs.ErrNotFound)
+		}
+		return 0, fmt.Errorf("blob %s in %s: %w", d, name, err)
+	}
+	return size, nil
 }
 
 // UnlinkBlob removes blob d from repository name (the blob itself stays
@@ -361,7 +449,8 @@ func walkLinks(dir string, fn func(d digest.Digest) error) error {
 
 // PutManifest stores a manifest's bytes (the caller has computed d from
 // them, with d's algorithm) and links it into repository name with the
-// media type it is served as.
+// media type it is served as. The caller holds LockWrites, from its check
+// of what the manifest names to the last tag it sets (gc.go).
 func (s *Store) PutManifest(name string, d digest.Digest, mediaType string, data []byte) error {
 	if err := s.putBlobBytes(d, data); err != nil {
 		return err
@@ -371,6 +460,10 @@ func (s *Store) PutManifest(name string, d digest.Digest, mediaType string, data
 		return err
 	}
 	if cur, err := os.ReadFile(p); err == nil && string(cur) == mediaType {
+		// Pushed again: in use again, for a running collector.
+		if err := touch(p); err != nil {
+			return fmt.Errorf("link manifest %s into %s: %w", d, name, err)
+		}
 		return nil
 	}
 	if err := s.writeFileAtomic(p, []byte(mediaType)); err != nil {
@@ -380,24 +473,66 @@ func (s *Store) PutManifest(name string, d digest.Digest, mediaType string, data
 }
 
 // StatManifest gives the media type and size of manifest d in repository
-// name, or errdefs.ErrNotFound.
+// name, or errdefs.ErrNotFound. Like every read of a revision it may
+// refresh its mtime (see refreshRead).
 func (s *Store) StatManifest(name string, d digest.Digest) (string, int64, error) {
-	p, err := s.revisionPath(name, d)
+	mt, rp, rfi, err := s.readRevision(name, d)
 	if err != nil {
 		return "", 0, err
 	}
-	mt, err := readSmallFile(p, 1024)
+	bp, err := s.blobPath(d)
+	if err != nil {
+		return "", 0, err
+	}
+	bfi, err := os.Lstat(bp)
+	if err != nil || !bfi.Mode().IsRegular() {
+		if err == nil || errors.Is(err, fs.ErrNotExist) {
+			return "", 0, fmt.Errorf("blob %s: %w", d, errdefs.ErrNotFound)
+		}
+		return "", 0, fmt.Errorf("stat blob %s: %w", d, err)
+	}
+	if s.refreshRead(rfi, bfi, rp, bp) {
+		return "", 0, fmt.Errorf("manifest %s in %s: %w", d, name, errdefs.ErrNotFound)
+	}
+	return mt, bfi.Size(), nil
+}
+
+// readRevision reads the media type of manifest d in repository name.
+func (s *Store) readRevision(name string, d digest.Digest) (mediaType, path string, fi fs.FileInfo, err error) {
+	p, err := s.revisionPath(name, d)
+	if err != nil {
+		return "", "", nil, err
+	}
+	mt, fi, err := readSmallFileInfo(p, 1024)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return "", 0, fmt.Errorf("manifest %s in %s: %w", d, name, errdefs.ErrNotFound)
+			return "", "", nil, fmt.Errorf("manifest %s in %s: %w", d, name, errdefs.ErrNotFound)
 		}
-		return "", 0, fmt.Errorf("read manifest %s in %s: %w", d, name, err)
+		return "", "", nil, fmt.Errorf("read manifest %s in %s: %w", d, name, err)
+	}
+	return string(mt), p, fi, nil
+}
+
+// useManifest is StatManifest for a write that is about to rely on the
+// manifest (an index naming it), called under LockWrites: it sets the
+// revision's and the bytes' mtimes to now, always (gc.go).
+func (s *Store) useManifest(name string, d digest.Digest) (string, int64, error) {
+	mt, rp, _, err := s.readRevision(name, d)
+	if err != nil {
+		return "", 0, err
 	}
 	size, err := s.StatBlob(d)
 	if err != nil {
 		return "", 0, err
 	}
-	return string(mt), size, nil
+	bp, _ := s.blobPath(d)
+	if err := touchAll(rp, bp); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", 0, fmt.Errorf("manifest %s in %s: %w", d, name, errdefs.ErrNotFound)
+		}
+		return "", 0, fmt.Errorf("manifest %s in %s: %w", d, name, err)
+	}
+	return mt, size, nil
 }
 
 // GetManifest reads manifest d of repository name: its media type and bytes.
@@ -473,7 +608,9 @@ func (s *Store) WalkManifests(name string, fn func(d digest.Digest) error) error
 
 // ---- tags ----
 
-// SetTag points tag at manifest d (which the caller has stored).
+// SetTag points tag at manifest d (which the caller has stored), under
+// LockWrites. The revision's mtime is set to now: a collector that found
+// it untagged then keeps it (gc.go).
 func (s *Store) SetTag(name, tag string, d digest.Digest) error {
 	p, err := s.tagPath(name, tag)
 	if err != nil {
@@ -481,6 +618,11 @@ func (s *Store) SetTag(name, tag string, d digest.Digest) error {
 	}
 	if _, err := ParseDigest(string(d)); err != nil {
 		return err
+	}
+	if rp, err := s.revisionPath(name, d); err == nil {
+		if err := touch(rp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("tag %s:%s: %w", name, tag, err)
+		}
 	}
 	if cur, err := os.ReadFile(p); err == nil && string(cur) == string(d) {
 		return nil
@@ -550,7 +692,8 @@ func (s *Store) Tags(name string) ([]string, error) {
 // ---- referrers ----
 
 // AddReferrer records that manifest desc.Digest in repository name has
-// subject as its subject.
+// subject as its subject; the caller holds LockWrites (the collector
+// removes empty referrer directories under its own lock).
 func (s *Store) AddReferrer(name string, subject digest.Digest, desc ocispec.Descriptor) error {
 	dir, err := s.referrersDir(name, subject)
 	if err != nil {
@@ -696,25 +839,32 @@ func isRegular(p string) bool {
 // readSmallFile reads a regular file of at most max bytes, never through
 // a symbolic link.
 func readSmallFile(p string, max int64) ([]byte, error) {
+	b, _, err := readSmallFileInfo(p, max)
+	return b, err
+}
+
+// readSmallFileInfo is readSmallFile with the file's FileInfo.
+func readSmallFileInfo(p string, max int64) ([]byte, fs.FileInfo, error) {
 	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, syscall.ELOOP) {
-			return nil, fs.ErrNotExist
+			return nil, nil, fs.ErrNotExist
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fs.ErrNotExist
+		return nil, nil, fs.ErrNotExist
 	}
 	if fi.Size() > max {
-		return nil, fmt.Errorf("%s: %d bytes, expected at most %d", p, fi.Size(), max)
+		return nil, nil, fmt.Errorf("%s: %d bytes, expected at most %d", p, fi.Size(), max)
 	}
-	return io.ReadAll(io.LimitReader(f, max))
+	b, err := io.ReadAll(io.LimitReader(f, max))
+	return b, fi, err
 }
 
 // readDirNames lists dir; a missing dir is empty.
@@ -730,9 +880,20 @@ func readDirNames(dir string) ([]string, error) {
 	return f.Readdirnames(-1)
 }
 
+// touch sets p's times to now: the clock the collector compares with
+// (gc.go), read here rather than left to the kernel's coarser one.
 func touch(p string) error {
 	now := time.Now()
 	return os.Chtimes(p, now, now)
+}
+
+func touchAll(paths ...string) error {
+	for _, p := range paths {
+		if err := touch(p); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // syncDir makes a rename or creation in dir durable.

@@ -27,8 +27,10 @@ import (
 //	               offset only ever moves by whole chunks
 //	Close          saves the running hash (so the next chunk needs no
 //	               re-read) and unlocks
-//	Commit         checks digest (and size), fsyncs, renames data into blobs/,
-//	               links the blob into the repository, removes the session
+//	Commit         checks digest (and size), fsyncs, renames data into blobs/
+//	               and links the blob into the repository (one critical
+//	               section of LockWrites, against the collector), removes
+//	               the session
 //	Cancel         removes the session
 //
 // Nothing in uploads/ is ever visible through the API as a blob; a kill -9
@@ -369,14 +371,23 @@ func (u *Upload) Commit(want digest.Digest) error {
 	if err := u.f.Sync(); err != nil {
 		return fmt.Errorf("commit upload %s: %w", u.ID, err)
 	}
-	// Rename while holding the lock: a request waiting on it then finds
-	// the file gone from the session and answers "unknown upload".
-	if err := u.s.installBlob(filepath.Join(u.dir, "data"), target, want); err != nil {
+	// Install and link in one critical section: a collector sweeping an
+	// old copy of the same blob either has removed it (we install ours) or
+	// finds it touched by installBlob or linkBlob, and keeps it.
+	unlock, err := u.s.LockWrites()
+	if err != nil {
 		return err
 	}
-	u.f.Close()
-	u.f = nil
-	if err := u.s.LinkBlob(u.Repo, want); err != nil {
+	// Rename while holding the session's lock: a request waiting on it
+	// then finds the file gone from the session and answers "unknown upload".
+	err = u.s.installBlob(filepath.Join(u.dir, "data"), target, want)
+	if err == nil {
+		u.f.Close()
+		u.f = nil
+		err = u.s.linkBlob(u.Repo, want)
+	}
+	unlock()
+	if err != nil {
 		return err
 	}
 	os.RemoveAll(u.dir)
@@ -401,13 +412,33 @@ func (u *Upload) Cancel() error {
 // crash that are older than that. A session a request holds locked is
 // never removed. It returns how many sessions it removed.
 func (s *Store) PurgeUploads(olderThan time.Duration) (int, error) {
+	n, _, err := s.purgeUploads(olderThan, false, nil)
+	return n, err
+}
+
+// purgeUploads is PurgeUploads that also counts the bytes of the sessions
+// and reports each; with dryRun it only counts, and removes nothing.
+func (s *Store) purgeUploads(olderThan time.Duration, dryRun bool, found func(id string, size int64)) (int, int64, error) {
 	cutoff := time.Now().Add(-olderThan)
 	var errs []error
 	ids, err := readDirNames(filepath.Join(s.root, uploadsDir))
 	if err != nil {
-		return 0, fmt.Errorf("purge uploads: %w", err)
+		return 0, 0, fmt.Errorf("purge uploads: %w", err)
 	}
-	removed := 0
+	removed, bytes := 0, int64(0)
+	remove := func(id, dir string, size int64) {
+		if !dryRun {
+			if err := os.RemoveAll(dir); err != nil {
+				errs = append(errs, err)
+				return
+			}
+		}
+		removed++
+		bytes += size
+		if found != nil {
+			found(id, size)
+		}
+	}
 	for _, id := range ids {
 		dir := filepath.Join(s.root, uploadsDir, id)
 		if !validUploadID(id) {
@@ -417,11 +448,7 @@ func (s *Store) PurgeUploads(olderThan time.Duration) (int, error) {
 		if err != nil {
 			// A session that never finished starting: judge by the dir.
 			if fi, err := os.Lstat(dir); err == nil && fi.ModTime().Before(cutoff) {
-				if err := os.RemoveAll(dir); err != nil {
-					errs = append(errs, err)
-				} else {
-					removed++
-				}
+				remove(id, dir, 0)
 			}
 			continue
 		}
@@ -431,13 +458,12 @@ func (s *Store) PurgeUploads(olderThan time.Duration) (int, error) {
 		}
 		fi, err := f.Stat()
 		if err == nil && fi.ModTime().Before(cutoff) {
-			if err := os.RemoveAll(dir); err != nil {
-				errs = append(errs, err)
-			} else {
-				removed++
-			}
+			remove(id, dir, fi.Size())
 		}
 		f.Close()
+	}
+	if dryRun {
+		return removed, bytes, errors.Join(errs...)
 	}
 	// Temporary files live for one request; anything older than an hour
 	// (or the expiry, if longer) was left by a crash.
@@ -450,9 +476,9 @@ func (s *Store) PurgeUploads(olderThan time.Duration) (int, error) {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return removed, fmt.Errorf("purge uploads: %w", err)
+		return removed, bytes, fmt.Errorf("purge uploads: %w", err)
 	}
-	return removed, nil
+	return removed, bytes, nil
 }
 
 func flock(f *os.File, how int) error {
