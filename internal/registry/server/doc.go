@@ -26,6 +26,10 @@
 // embedded data (manifest.go). Client mistakes get the spec's 4xx codes;
 // a 500 means a fault of the server, and is logged.
 //
-// Not here yet (issue 6): authentication (the Authorizer hook is where it
-// goes), garbage collection, pull-through caching and metrics.
+// Around them: auth*.go (htpasswd, berth's token issuer, external tokens,
+// ACLs: an Authorizer), gc.go (online garbage collection and the lock
+// protocol that makes it safe beside a serving process), proxy*.go
+// (pull-through cache of upstream registries), config.go and serve.go
+// (the YAML file, TLS, the listener and its handlers), metrics.go and
+// accesslog.go (http.Handler wrappers outside the Registry).
 package server
