@@ -78,6 +78,7 @@ func newRootCommand() *cobra.Command {
 	addRegistryServeCommands(root)
 	addRegistryGCCommands(root)
 	addNetworkCommands(root)
+	addNetworkDNSCommand(root)
 	return root
 }
 
