@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -48,6 +49,14 @@ func New(t testing.TB, name string) *NS {
 			t.Errorf("delete namespace %s: %v", name, err)
 		}
 	})
+	// A new namespace copies ip_forward from the host's (ipv4 devconf is
+	// inherited from init_net), and the host's may be on: start every
+	// test host as a fresh machine, with forwarding off.
+	if err := bridge.InNetNS(path, func() error {
+		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("0\n"), 0o644)
+	}); err != nil {
+		t.Fatalf("turn ip_forward off in %s: %v", name, err)
+	}
 	return &NS{Path: path}
 }
 
