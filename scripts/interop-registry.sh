@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # interop-registry.sh: berth, a real Docker engine and skopeo exchange
-# images through a real registry (Debian's docker-registry) on loopback.
+# images through a real registry (Debian's docker-registry) on loopback,
+# then through berth's own (`berth registry serve`).
 #
 # Usage (as root; no network beyond 127.0.0.1):
 #   make interop-registry        # builds bin/berth, then runs this script
@@ -27,6 +28,24 @@
 #      docker:// -> berth pull into a fresh root: the digest skopeo wrote
 #      -> berth run --rm prints
 #
+# Then the same engines against `berth registry serve` (plain HTTP on
+# 127.0.0.1:<random port>, fresh storage in the temp dir):
+#
+#   6. the registry is up: it listens (ss shows its PID) and GET /v2/
+#      answers 200 with Docker-Distribution-API-Version: registry/2.0
+#   7. docker tag of the docker-made image -> docker push into it: docker's
+#      schema 2 manifest, its chunked uploads and mount attempts
+#   8. docker rmi of every tag of that image (the image is gone from
+#      dockerd) -> docker pull: the digest docker push printed -> docker
+#      run --rm prints
+#   9. berth pull into a fresh root: docker's digest and image ID -> berth
+#      run --rm prints
+#  10. skopeo inspect shows docker's digest; skopeo copy to an oci: dir
+#      (every blob's digest verified)
+#  11. berth push of berth's own image (step 1) into it; docker rmi of
+#      dockerd's copy from step 3 -> docker pull: the digest berth printed
+#      -> docker run --rm prints
+#
 # Exit status: 0 if every step passed, 1 otherwise.
 #
 # Environment: BERTH (default bin/berth of this checkout), DOCKER (the
@@ -37,10 +56,13 @@
 #
 #   $work/
 #   ├── registry/{config.yml,storage/,registry.log}
+#   ├── registry-berth/{storage/,log}   berth registry serve
 #   ├── containerd/ docker/ docker.sock client/   the private daemons
 #   ├── rootfs/ rootfs.tar        busybox: sh echo cat ls
 #   ├── berth-{push,docker,skopeo}/  one --root per direction
-#   ├── oci/                      skopeo's copy of berth's push
+#   ├── berth-breg/               --root for the pull from berth's registry
+#   ├── oci/ oci-breg/            skopeo's copies of berth's push and of
+#   │                             docker's push to berth's registry
 #   ├── d.tar                     docker save of the docker-made image
 #   └── skopeo-cache/ policy.json skopeo's blob-info cache (bind-mounted
 #                                 over /var/lib/containers/cache in a
@@ -66,12 +88,13 @@ done
 work=$(mktemp -d /tmp/berth-registry.XXXXXX)
 cgparent=berth-interop-registry-$$
 reg_pid=
+breg_pid=
 . "$repo/scripts/private-dockerd.sh"
 cleanup() {
 	local rc=$? r ids
 	trap - EXIT INT TERM
 	if [ "$rc" != 0 ]; then
-		for f in registry/registry.log dockerd.log; do
+		for f in registry/registry.log registry-berth/log dockerd.log; do
 			[ -s "$work/$f" ] || continue
 			echo "--- last lines of $f:" >&2
 			tail -n 15 "$work/$f" >&2
@@ -84,6 +107,7 @@ cleanup() {
 		[ -z "$ids" ] || "$BERTH" --root "$r" rm -f $ids >/dev/null 2>&1
 	done
 	stop "$reg_pid"
+	stop "$breg_pid"
 	private_dockerd_stop "$work" "$cgparent" # also unmounts anything left under $work
 	if [ "${KEEP:-0}" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 	exit "$rc"
@@ -266,6 +290,129 @@ rc=$?
 [ "$got" = "hello from a skopeo copy" ] || rc=1
 no_mounts "$work/berth-skopeo" || { rc=1; got="$got; mounts left under the root"; }
 result "berth run --rm $img3 sh -c 'echo ...'" "$rc" "printed: $got"
+
+# --- 6. berth registry serve -----------------------------------------------------
+# breg_start: berth registry serve on a free random port, fresh storage;
+# sets breg_pid, breg.
+breg_start() {
+	local dir=$work/registry-berth port
+	mkdir -p "$dir/storage"
+	for _ in 1 2 3 4 5; do
+		port=$(shuf -i 20000-60999 -n 1)
+		[ -z "$(ss -Hltn "sport = :$port")" ] || continue
+		"$BERTH" registry serve --addr "127.0.0.1:$port" --root "$dir/storage" >"$dir/log" 2>&1 &
+		breg_pid=$!
+		for _ in $(seq 400); do
+			kill -0 "$breg_pid" 2>/dev/null || break
+			# Ours, not another process that took the port meanwhile.
+			if ss -Hltnp "sport = :$port" | grep -q "pid=$breg_pid," &&
+				curl -fsS -o /dev/null "http://127.0.0.1:$port/v2/"; then
+				breg=127.0.0.1:$port
+				return 0
+			fi
+			sleep 0.05
+		done
+		stop "$breg_pid"
+		breg_pid=
+		grep -q "address already in use" "$dir/log" || break
+	done
+	return 1
+}
+echo
+up=0
+breg_start || up=1
+api=
+[ "$up" = 0 ] && api=$(curl -fsS -D - -o /dev/null "http://$breg/v2/" | tr -d '\r' | sed -n 's/^docker-distribution-api-version: *//Ip')
+[ "$api" = registry/2.0 ] || up=1
+result "berth registry serve up (pid ${breg_pid:-none}, ${breg:-no address}): GET /v2/" "$up" \
+	"$(head -n 1 "$work/registry-berth/log" 2>/dev/null); API version ${api:-none}"
+
+if [ "$up" = 0 ]; then
+	# --- 7. docker push into berth's registry ----------------------------------
+	img4=$breg/docker/bb:1
+	bdpushed=
+	quiet "$DOCKER" tag "$img2" "$img4" &&
+		capture out "$DOCKER" push "$img4"
+	rc=$?
+	[ "$rc" = 0 ] && bdpushed=$(digest_of "$out")
+	[ -n "$bdpushed" ] || rc=1
+	result "docker tag $img2 $img4; docker push" "$rc" "docker printed ${bdpushed:-no digest}"
+
+	# --- 8. docker rmi, docker pull, docker run ------------------------------------
+	# Every tag of the image goes, so that the pull downloads it.
+	quiet "$DOCKER" rmi "$img4" "$img2"
+	rc=$?
+	"$DOCKER" image inspect "$did" >/dev/null 2>&1 && rc=1
+	result "docker rmi $img4 $img2: the image is gone from dockerd" "$rc"
+	quiet "$DOCKER" pull -q "$img4"
+	rc=$?
+	ddig=$("$DOCKER" image inspect -f '{{join .RepoDigests " "}}' "$img4" 2>/dev/null)
+	did4=$("$DOCKER" image inspect -f '{{.Id}}' "$img4" 2>/dev/null)
+	case " $ddig" in *"@$bdpushed"*) ;; *) rc=1 ;; esac
+	[ -n "$bdpushed" ] && [ "$did4" = "$did" ] || rc=1
+	result "docker pull $img4: the digest docker pushed, the same image ID" "$rc" "RepoDigests: ${ddig:-none}; image ID ${did4:-none}"
+	got=$("$DOCKER" run --rm --network none "$img4" sh -c 'echo hello through berth registry serve' 2>&1)
+	rc=$?
+	[ "$got" = "hello through berth registry serve" ] || rc=1
+	result "docker run --rm --network none $img4 sh -c 'echo ...'" "$rc" "printed: $got"
+
+	# --- 9. berth pull, berth run ---------------------------------------------------
+	b4=(--root "$work/berth-breg")
+	capture out "$BERTH" "${b4[@]}" pull -q "$img4"
+	rc=$?
+	bdig=$(tail -n 1 <<<"$out")
+	bid=$("$BERTH" "${b4[@]}" images -q --no-trunc "$img4" 2>/dev/null)
+	[ "$rc" = 0 ] && [ -n "$bdpushed" ] && [ "$bdig" = "$bdpushed" ] && [ -n "$bid" ] && [ "$bid" = "$did" ] || rc=1
+	result "berth pull $img4 (fresh root): docker's digest and image ID" "$rc" "berth: $bdig, image ID ${bid:-none}"
+	got=$("$BERTH" "${b4[@]}" run --rm "$img4" sh -c 'echo hello from berth registry serve' 2>&1)
+	rc=$?
+	[ "$got" = "hello from berth registry serve" ] || rc=1
+	no_mounts "$work/berth-breg" || { rc=1; got="$got; mounts left under the root"; }
+	result "berth run --rm $img4 sh -c 'echo ...'" "$rc" "printed: $got"
+
+	# --- 10. skopeo inspect, skopeo copy to oci: --------------------------------------
+	capture out sk inspect --tls-verify=false "docker://$img4"
+	rc=$?
+	sdig=$(jq -r .Digest <<<"$out" 2>/dev/null)
+	[ "$rc" = 0 ] && [ -n "$bdpushed" ] && [ "$sdig" = "$bdpushed" ] || rc=1
+	result "skopeo inspect docker://$img4: the digest docker push printed" "$rc" "skopeo: ${sdig:-none}"
+	raw=$(sk inspect --raw --tls-verify=false "docker://$img4" 2>/dev/null)
+	quiet sk copy -q --src-tls-verify=false "docker://$img4" "oci:$work/oci-breg:1"
+	rc=$?
+	layers=$(jq -r '[.layers[].mediaType] | join(", ")' <<<"$raw" 2>/dev/null)
+	result "skopeo copy docker://$img4 oci:DIR (digests verified)" "$rc" "manifest $(jq -r .mediaType <<<"$raw" 2>/dev/null); layers: ${layers:-?}"
+
+	# --- 11. berth push into berth's registry, docker pull, docker run ------------------
+	img5=$breg/berth/bb:1
+	bpushed=
+	quiet "$BERTH" "${b1[@]}" tag localhost/berth-bb:1 "$img5" &&
+		capture out "$BERTH" "${b1[@]}" push "$img5"
+	rc=$?
+	[ "$rc" = 0 ] && bpushed=$(digest_of "$out")
+	[ -n "$bpushed" ] || rc=1
+	same=differs
+	[ -n "$bpushed" ] && [ "$bpushed" = "$pushed" ] && same="the same as to docker-registry"
+	result "berth tag localhost/berth-bb:1 $img5; berth push" "$rc" "berth printed ${bpushed:-no digest} ($same)"
+	# dockerd holds this image from step 3: remove it, so that the pull
+	# downloads it.
+	id1=$("$DOCKER" image inspect -f '{{.Id}}' "$img1" 2>/dev/null)
+	quiet "$DOCKER" rmi "$img1"
+	rc=$?
+	[ -n "$id1" ] && "$DOCKER" image inspect "$id1" >/dev/null 2>&1 && rc=1
+	result "docker rmi $img1: the image is gone from dockerd" "$rc"
+	quiet "$DOCKER" pull -q "$img5"
+	rc=$?
+	ddig=$("$DOCKER" image inspect -f '{{join .RepoDigests " "}}' "$img5" 2>/dev/null)
+	case " $ddig" in *"@$bpushed"*) ;; *) rc=1 ;; esac
+	[ -n "$bpushed" ] || rc=1
+	result "docker pull $img5" "$rc" "RepoDigests: ${ddig:-none}"
+	got=$("$DOCKER" run --rm --network none "$img5" sh -c 'echo hello from a berth push to berth' 2>&1)
+	rc=$?
+	[ "$got" = "hello from a berth push to berth" ] || rc=1
+	result "docker run --rm --network none $img5 sh -c 'echo ...'" "$rc" "printed: $got"
+else
+	result "steps 7-11 (berth registry serve with docker, berth, skopeo)" 1 "skipped: the registry did not start"
+fi
 
 echo
 if [ "$fails" = 0 ]; then echo "interop-registry: all steps passed"; else echo "interop-registry: $fails step(s) failed"; fi
