@@ -42,7 +42,7 @@ pid=$!
 addr=
 i=0
 while [ $i -lt 100 ]; do
-	addr=$(sed -n 's/^registry listening on \([^,]*\),.*/\1/p' "$work/serve.log")
+	addr=$(sed -n 's/^registry listening on \([^ ,]*\)[ ,].*/\1/p' "$work/serve.log")
 	[ -n "$addr" ] && break
 	kill -0 "$pid" 2>/dev/null || { cat "$work/serve.log"; echo "conformance: berth registry serve exited" >&2; exit 1; }
 	sleep 0.1
@@ -62,7 +62,7 @@ set +e
 	"$suite") >"$work/suite.log" 2>&1
 rc=$?
 set -e
-summary=$(sed -n '/OCI Conformance Result/,$p' "$work/suite.log" | grep -E '^\s+(Pass|FAIL|Error|Skip|Disabled|Total)' | head -6)
+summary=$(sed -n '/OCI Conformance Result/,$p' "$work/suite.log" | grep -E '^\s+(Pass|FAIL|Error|Skip|Disabled|Total)' | sort -u -k1,1 | head -6)
 echo "conformance ($SUITE_VERSION) against berth registry serve:"
 echo "$summary"
 fails=$(echo "$summary" | sed -n 's/^\s*FAIL\.*:\s*\([0-9]*\)$/\1/p')

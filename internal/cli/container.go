@@ -31,7 +31,14 @@ func containerEngine() (*container.Engine, error) {
 	if rr == "" {
 		rr = container.DefaultRunRoot(engineRoot)
 	}
-	return container.New(engineRoot, rr)
+	e, err := container.New(engineRoot, rr)
+	if err != nil {
+		return nil, err
+	}
+	if e.Networks, err = newNetworkManager(engineRoot); err != nil {
+		return nil, err
+	}
+	return e, nil
 }
 
 // withEngine adapts a verb that needs the container engine to cobra's RunE.
@@ -68,6 +75,9 @@ type runFlags struct {
 	stopTimeout                                              int
 	env, envFile, labels, volumes, mounts, tmpfs             []string
 	capAdd, capDrop, securityOpt, ulimits, logOpts, publish  []string
+	publishAll                                               bool
+	ip                                                       string
+	expose, aliases, addHosts, dns, dnsSearch, dnsOptions    []string
 }
 
 func addRunFlags(cmd *cobra.Command, f *runFlags, run bool) {
@@ -107,11 +117,25 @@ func addRunFlags(cmd *cobra.Command, f *runFlags, run bool) {
 	fs.StringArrayVar(&f.securityOpt, "security-opt", nil, "security options (no-new-privileges)")
 	fs.StringVar(&f.stopSignal, "stop-signal", "", "signal to stop the container")
 	fs.IntVar(&f.stopTimeout, "stop-timeout", 0, "timeout (in seconds) to stop a container")
-	fs.StringVar(&f.network, "network", "", "connect a container to a network: none or host (bridge networks come later)")
+	fs.StringVar(&f.network, "network", "", "connect a container to a network: bridge (default), host, none, container:NAME|ID, or a network's name")
+	fs.StringVar(&f.network, "net", "", "connect a container to a network")
+	fs.MarkHidden("net")
+	fs.BoolVarP(&f.publishAll, "publish-all", "P", false, "publish all exposed ports to random host ports")
+	fs.StringArrayVar(&f.expose, "expose", nil, "expose a port or a range of ports")
+	fs.StringVar(&f.ip, "ip", "", "IPv4 address (e.g., 172.30.100.104) on a user network with a subnet of its own")
+	fs.StringArrayVar(&f.aliases, "network-alias", nil, "add network-scoped alias for the container")
+	fs.StringArrayVar(&f.aliases, "net-alias", nil, "add network-scoped alias for the container")
+	fs.MarkHidden("net-alias")
+	fs.StringArrayVar(&f.addHosts, "add-host", nil, "add a custom host-to-IP mapping (host:ip, or host:host-gateway)")
+	fs.StringArrayVar(&f.dns, "dns", nil, "set custom DNS servers")
+	fs.StringArrayVar(&f.dnsSearch, "dns-search", nil, "set custom DNS search domains")
+	fs.StringArrayVar(&f.dnsOptions, "dns-option", nil, "set DNS options")
+	fs.StringArrayVar(&f.dnsOptions, "dns-opt", nil, "set DNS options")
+	fs.MarkHidden("dns-opt")
 	fs.StringVar(&f.pull, "pull", "missing", "pull image before running: missing or never (registries come later)")
 	fs.StringVar(&f.logDriver, "log-driver", "", "logging driver: json-file (default) or none")
 	fs.StringArrayVar(&f.logOpts, "log-opt", nil, "log driver options: max-size, max-file")
-	fs.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a container's port(s) to the host (comes with networking)")
+	fs.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a container's port(s) to the host: [IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]")
 }
 
 func (f *runFlags) createOpts(cmd *cobra.Command, args []string) (container.CreateOpts, error) {
@@ -133,9 +157,6 @@ func (f *runFlags) createOpts(cmd *cobra.Command, args []string) (container.Crea
 	default:
 		return o, usageErr("invalid --pull %q: use missing or never", f.pull)
 	}
-	if len(f.publish) > 0 {
-		return o, fmt.Errorf("publishing ports (-p) comes with bridge networking, which berth does not have yet: use --network host: %w", errdefs.ErrNotImplemented)
-	}
 	env, err := envVars(f.envFile, f.env)
 	if err != nil {
 		return o, err
@@ -149,7 +170,9 @@ func (f *runFlags) createOpts(cmd *cobra.Command, args []string) (container.Crea
 	hc.ReadonlyRootfs = f.readOnly
 	hc.Privileged = f.privileged
 	hc.CapAdd, hc.CapDrop, hc.SecurityOpt = f.capAdd, f.capDrop, f.securityOpt
-	hc.NetworkMode = f.network
+	if err := f.networkOpts(cmd, &o); err != nil {
+		return o, err
+	}
 	if f.init {
 		t := true
 		hc.Init = &t

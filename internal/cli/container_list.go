@@ -249,7 +249,10 @@ func makePsRow(e *container.Engine, c *container.Container, noTrunc, size bool) 
 		CreatedAt:  c.Created.Local().Format("2006-01-02 15:04:05 -0700 MST"),
 		RunningFor: humanDuration(time.Since(c.Created)) + " ago",
 		State:      string(c.State.Status), Status: statusText(c), Names: c.Name,
-		Networks: c.HostConfig.NetworkMode,
+		Networks: networkNames(c),
+	}
+	if c.State.Running {
+		r.Ports = displayablePorts(containerPorts(c))
 	}
 	var labels, mounts []string
 	for k, v := range c.Config.Labels {

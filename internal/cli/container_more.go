@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"os/user"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -1004,19 +1006,40 @@ func newPortCommand() *cobra.Command {
 			return nil
 		},
 		RunE: withEngine1(func(cmd *cobra.Command, e *container.Engine, args []string) error {
-			if _, err := e.Get(args[0]); err != nil {
+			c, err := e.Refresh(args[0])
+			if err != nil {
 				return err
 			}
-			// Publishing (-p) comes with bridge networking: until then no
-			// container has a published port, and the list is empty.
+			var ports []publicPort
+			if c.State.Running {
+				for _, p := range containerPorts(c) {
+					if p.PublicPort != 0 {
+						ports = append(ports, p)
+					}
+				}
+			}
+			slices.SortFunc(ports, func(a, b publicPort) int {
+				if a.PrivatePort != b.PrivatePort {
+					return a.PrivatePort - b.PrivatePort
+				}
+				if a.Type != b.Type {
+					return strings.Compare(a.Type, b.Type)
+				}
+				return strings.Compare(a.IP, b.IP)
+			})
+			out := cmd.OutOrStdout()
 			if len(args) == 1 {
+				for _, p := range ports {
+					fmt.Fprintf(out, "%d/%s -> %s\n", p.PrivatePort, p.Type, net.JoinHostPort(p.IP, strconv.Itoa(p.PublicPort)))
+				}
 				return nil
 			}
 			port, proto, _ := strings.Cut(args[1], "/")
 			if proto == "" {
 				proto = "tcp"
 			}
-			if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			n, err := strconv.Atoi(port)
+			if err != nil || n < 1 || n > 65535 {
 				return usageErr("invalid port %q: give a number from 1 to 65535, optionally with /tcp, /udp or /sctp", args[1])
 			}
 			switch proto {
@@ -1024,7 +1047,17 @@ func newPortCommand() *cobra.Command {
 			default:
 				return usageErr("invalid protocol %q: use tcp, udp or sctp", proto)
 			}
-			return fmt.Errorf("no public port '%s/%s' published for %s", port, proto, args[0])
+			found := false
+			for _, p := range ports {
+				if p.PrivatePort == n && p.Type == proto {
+					fmt.Fprintln(out, net.JoinHostPort(p.IP, strconv.Itoa(p.PublicPort)))
+					found = true
+				}
+			}
+			if !found {
+				return fmt.Errorf("no public port '%s/%s' published for %s", port, proto, args[0])
+			}
+			return nil
 		}),
 	}
 }

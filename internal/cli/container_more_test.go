@@ -305,7 +305,8 @@ func TestTop(t *testing.T) {
 
 func TestStats(t *testing.T) {
 	b := newBerth(t)
-	runDetached(t, b, "--name", "limited", "-m", "64m", "bb", "sh", "-c", "sleep 1000 & sleep 1000 & wait")
+	// No network: NET I/O stays 0B (a bridge's IPv6 chatter would not).
+	runDetached(t, b, "--name", "limited", "--network", "none", "-m", "64m", "bb", "sh", "-c", "sleep 1000 & sleep 1000 & wait")
 	runDetached(t, b, "--name", "busy", "bb", "sh", "-c", "while :; do :; done")
 	b.Must("create", "--name", "stopped", "bb", "true")
 	out := b.Must("stats", "--no-stream")
@@ -599,6 +600,18 @@ func TestPort(t *testing.T) {
 	}
 	if _, _, code := b.Run("port", "nosuch"); code != 1 {
 		t.Errorf("port of a missing container: exit %d", code)
+	}
+	// Published ports, host ports chosen by berth.
+	runDetached(t, b, "--name", "q", "-p", "80", "-p", "127.0.0.1::53/udp", "bb", "sleep", "100")
+	lines := strings.Split(b.Must("port", "q"), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "53/udp -> 127.0.0.1:") || !strings.HasPrefix(lines[1], "80/tcp -> 0.0.0.0:") {
+		t.Errorf("port q: %q", lines)
+	}
+	if got := b.Must("port", "q", "53/udp"); "53/udp -> "+got != lines[0] {
+		t.Errorf("port q 53/udp: %q", got)
+	}
+	if _, errs, code := b.Run("port", "q", "53"); code != 1 || !strings.Contains(errs, "no public port '53/tcp' published for q") {
+		t.Errorf("port q 53: exit %d %q", code, errs)
 	}
 }
 

@@ -16,15 +16,16 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/berth-dev/berth/internal/container"
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/network"
 )
 
-// newNetworkManager opens the networks of an engine root. Records only
-// until the kernel driver is plugged in here (network.WithDriver); tests
-// replace it to keep the host's routes out of their subnets.
+// newNetworkManager opens the networks of an engine root, with the
+// kernel driver (bridges and nftables rules); tests replace it to keep
+// the host's routes out of their subnets and the kernel out of their way.
 var newNetworkManager = func(root string) (*network.Manager, error) {
-	return network.New(root, network.WithDefaultBridge(defaultBridgeName(root)))
+	return network.New(root, network.WithDefaultBridge(defaultBridgeName(root)), network.WithDriver(network.NewKernel(root)))
 }
 
 // defaultBridgeName is the Linux bridge of root's default network:
@@ -66,7 +67,7 @@ func withNetworks(f func(cmd *cobra.Command, m *network.Manager, args []string) 
 func addNetworkCommands(root *cobra.Command) {
 	cmd := &cobra.Command{Use: "network", Short: "Manage networks"}
 	cmd.AddCommand(newNetworkCreateCommand(), newNetworkLsCommand(), newNetworkInspectCommand(),
-		newNetworkRmCommand(), newNetworkPruneCommand())
+		newNetworkRmCommand(), newNetworkPruneCommand(), newNetworkConnectCommand(), newNetworkDisconnectCommand())
 	root.AddCommand(cmd)
 }
 
@@ -355,5 +356,61 @@ func newNetworkPruneCommand() *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "do not prompt for confirmation")
 	cmd.Flags().StringArrayVar(&filters, "filter", nil, "provide filter values (until=24h, label=key[=value], label!=key[=value])")
+	return cmd
+}
+
+func newNetworkConnectCommand() *cobra.Command {
+	var (
+		o       container.NetworkOpts
+		ip6     string
+		links   []string
+		linkIPs []string
+		opts    []string
+	)
+	cmd := &cobra.Command{
+		Use:   "connect [OPTIONS] NETWORK CONTAINER",
+		Short: "Connect a container to a network",
+		Args:  exactArgs(2, "a network and a container"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case ip6 != "":
+				return fmt.Errorf("IPv6 networks are not supported yet: %w", errdefs.ErrNotImplemented)
+			case len(links) > 0:
+				return fmt.Errorf("--link is not supported: containers on a user network find each other by name: %w", errdefs.ErrNotImplemented)
+			case len(linkIPs) > 0 || len(opts) > 0:
+				return fmt.Errorf("--link-local-ip and --driver-opt are not supported: %w", errdefs.ErrNotImplemented)
+			}
+			e, err := containerEngine()
+			if err != nil {
+				return err
+			}
+			return failed(e.ConnectNetwork(args[1], args[0], o))
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringArrayVar(&o.Aliases, "alias", nil, "add network-scoped alias for the container")
+	fs.StringVar(&o.IPv4Address, "ip", "", "IPv4 address (e.g., 172.30.100.104)")
+	fs.StringVar(&ip6, "ip6", "", "IPv6 address (not supported yet)")
+	fs.StringArrayVar(&links, "link", nil, "add link to another container (not supported)")
+	fs.StringArrayVar(&linkIPs, "link-local-ip", nil, "add a link-local address for the container (not supported)")
+	fs.StringArrayVar(&opts, "driver-opt", nil, "driver options for the network (not supported)")
+	return cmd
+}
+
+func newNetworkDisconnectCommand() *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "disconnect [OPTIONS] NETWORK CONTAINER",
+		Short: "Disconnect a container from a network",
+		Args:  exactArgs(2, "a network and a container"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := containerEngine()
+			if err != nil {
+				return err
+			}
+			return failed(e.DisconnectNetwork(args[1], args[0], force))
+		},
+	}
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "force the container to disconnect from a network")
 	return cmd
 }

@@ -35,7 +35,13 @@ type CreateOpts struct {
 	StdinOnce   bool
 	StopSignal  string
 	StopTimeout *int
-	HostConfig  HostConfig
+	// ExposedPorts are --expose's and -p's container ports ("80/tcp"),
+	// added to the image's.
+	ExposedPorts []string
+	// Network holds the options for the network of --network
+	// (HostConfig.NetworkMode): --network-alias, --ip.
+	Network    NetworkOpts
+	HostConfig HostConfig
 }
 
 // Create makes a container from an image: a record, a writable snapshot
@@ -63,9 +69,6 @@ func (e *Engine) Create(o CreateOpts) (c *Container, err error) {
 		return nil, err
 	}
 	hc := o.HostConfig
-	if hc.NetworkMode == "" || hc.NetworkMode == "default" {
-		hc.NetworkMode = "none" // bridge networking comes with the network issue
-	}
 	if hc.LogConfig.Type == "" {
 		hc.LogConfig.Type = "json-file"
 	}
@@ -73,7 +76,7 @@ func (e *Engine) Create(o CreateOpts) (c *Container, err error) {
 		hc.RestartPolicy.Name = "no"
 	}
 	c.HostConfig = hc
-	if err := checkNetworkMode(hc.NetworkMode); err != nil {
+	if err := e.configureNetwork(c, o); err != nil {
 		return nil, err
 	}
 	logOpts, err := parseLogConfig(hc.LogConfig)
@@ -116,7 +119,11 @@ func (e *Engine) Create(o CreateOpts) (c *Container, err error) {
 		if err != nil {
 			return err
 		}
-		if err := writeFiles(c, dir); err != nil {
+		if onBridge(c.HostConfig.NetworkMode) {
+			// Made at every start, before the runtime joins it.
+			setNetNS(spec, e.netnsPath(c.ID))
+		}
+		if err := e.writeNetFiles(c, &netSetup{hostname: c.Config.Hostname}, nil); err != nil {
 			return err
 		}
 		data, err := json.Marshal(spec)
@@ -211,47 +218,18 @@ func mergeConfig(c *Container, o CreateOpts, img *image.Image) error {
 	for v := range ic.Volumes {
 		cfg.Volumes[v] = struct{}{}
 	}
-	if len(ic.ExposedPorts) > 0 {
+	if len(ic.ExposedPorts)+len(o.ExposedPorts) > 0 {
 		cfg.ExposedPorts = map[string]struct{}{}
 		for p := range ic.ExposedPorts {
+			if !strings.Contains(p, "/") {
+				p += "/tcp"
+			}
+			cfg.ExposedPorts[p] = struct{}{}
+		}
+		for _, p := range o.ExposedPorts {
 			cfg.ExposedPorts[p] = struct{}{}
 		}
 	}
 	c.Config = cfg
-	return nil
-}
-
-func checkNetworkMode(mode string) error {
-	switch mode {
-	case "none", "host":
-		return nil
-	case "bridge":
-		return fmt.Errorf("network mode bridge is not available yet in berth: use --network none or --network host: %w", errdefs.ErrNotImplemented)
-	}
-	if strings.HasPrefix(mode, "container:") {
-		return fmt.Errorf("network mode %s is not available yet in berth: use --network none or --network host: %w", mode, errdefs.ErrNotImplemented)
-	}
-	return fmt.Errorf("network %s not found: berth supports --network none and --network host for now: %w", mode, errdefs.ErrNotFound)
-}
-
-// writeFiles writes what is bind-mounted into /etc.
-func writeFiles(c *Container, dir string) error {
-	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-	if c.HostConfig.NetworkMode == "host" {
-		if data, err := os.ReadFile("/etc/hosts"); err == nil {
-			hosts = string(data)
-		}
-	}
-	resolv := "" // no network, no resolver
-	if c.HostConfig.NetworkMode == "host" {
-		if data, err := os.ReadFile("/etc/resolv.conf"); err == nil {
-			resolv = string(data)
-		}
-	}
-	for name, content := range map[string]string{"hostname": c.Config.Hostname + "\n", "hosts": hosts, "resolv.conf": resolv} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-			return err
-		}
-	}
 	return nil
 }

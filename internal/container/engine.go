@@ -10,6 +10,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/image"
 	"github.com/berth-dev/berth/internal/metadb"
+	"github.com/berth-dev/berth/internal/network"
 	"github.com/berth-dev/berth/internal/runtime"
 	"github.com/berth-dev/berth/internal/volume"
 )
@@ -25,11 +26,15 @@ import (
 //	    config.json               the OCI bundle's config the runtime reads
 //	    rootfs/                   empty: the overlay is mounted on it inside
 //	                              the container's mount namespace only
-//	    hostname, hosts           bind-mounted into the container
+//	    hostname, hosts,          bind-mounted into the container; written
+//	    resolv.conf               at create and at every start
 //	    <id>-json.log[.N]         the log, written by the monitor
 //	  snapshots/active/<id>/      the writable layer (snapshot package)
 //	<run root>/
 //	  <id>/attach.sock            the monitor's socket (frames, see monitor.c)
+//	  netns/<id>                  the container's network namespace, pinned
+//	                              (a bind mount of nsfs) while it runs on a
+//	                              bridge network
 //	  runtime/<id>/state.json     the OCI runtime's state
 type Engine struct {
 	Root    string
@@ -37,7 +42,10 @@ type Engine struct {
 	Images  *image.Service
 	Runtime *runtime.Runtime
 	Volumes *volume.Store
-	db      *metadb.DB
+	// Networks keeps the networks containers attach to; the command line
+	// sets it, with the kernel driver.
+	Networks *network.Manager
+	db       *metadb.DB
 	// Exe is the berth binary the monitor runs as (/proc/self/exe).
 	Exe string
 }

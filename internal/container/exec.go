@@ -193,7 +193,8 @@ func resolveUserIn(t tree, spec string) (runtime.User, error) {
 // for callers: a StartError carries only text to the user.
 func plainMessage(err error) string {
 	msg := err.Error()
-	for _, class := range []error{errdefs.ErrInvalidArgument, errdefs.ErrNotFound, errdefs.ErrConflict, errdefs.ErrFailedPrecondition} {
+	for _, class := range []error{errdefs.ErrInvalidArgument, errdefs.ErrNotFound, errdefs.ErrConflict, errdefs.ErrFailedPrecondition,
+		errdefs.ErrUnavailable, errdefs.ErrAlreadyExists, errdefs.ErrNotImplemented} {
 		if errors.Is(err, class) {
 			msg = strings.TrimSuffix(msg, ": "+class.Error())
 		}

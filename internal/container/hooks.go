@@ -20,7 +20,7 @@ func (e *Engine) HookStart(id, consoleSock string) int {
 	status := os.NewFile(3, "status")
 	defer status.Close()
 	fail := func(code int, err error) int {
-		msg := strings.ReplaceAll(err.Error(), "\n", " ")
+		msg := strings.ReplaceAll(plainMessage(err), "\n", " ")
 		e.update(id, func(c *Container) error {
 			c.State.Error = msg
 			c.State.ExitCode = code
@@ -47,11 +47,24 @@ func (e *Engine) HookStart(id, consoleSock string) int {
 	if _, err := e.Runtime.State(id); err == nil {
 		e.Runtime.Delete(id, true)
 	}
+	// The network is ready before the process exists: the runtime joins
+	// the namespace. Every failure from here on takes it down again.
+	nw, err := e.setupNetwork(c)
+	if err != nil {
+		return fail(125, err)
+	}
+	undo := func(code int, err error) int {
+		e.Runtime.Delete(id, true)
+		if nerr := e.teardownNetwork(c); nerr != nil {
+			fmt.Fprintf(os.Stderr, "berth: %v\n", nerr)
+		}
+		return fail(code, err)
+	}
 	opts := runtime.CreateOpts{ID: id, Bundle: e.dir(id)}
 	if consoleSock != "" {
 		p, done, err := shortSockPath(consoleSock)
 		if err != nil {
-			return fail(125, err)
+			return undo(125, err)
 		}
 		defer done()
 		opts.ConsoleSocket = p
@@ -59,16 +72,14 @@ func (e *Engine) HookStart(id, consoleSock string) int {
 		opts.Stdin, opts.Stdout, opts.Stderr = os.NewFile(4, "stdin"), os.NewFile(5, "stdout"), os.NewFile(6, "stderr")
 	}
 	if err := e.Runtime.Create(opts); err != nil {
-		return fail(startCode(err), err)
+		return undo(startCode(err), err)
 	}
 	st, err := e.Runtime.State(id)
 	if err != nil {
-		e.Runtime.Delete(id, true)
-		return fail(125, err)
+		return undo(125, err)
 	}
 	if err := e.Runtime.Start(id); err != nil {
-		e.Runtime.Delete(id, true)
-		return fail(startCode(err), err)
+		return undo(startCode(err), err)
 	}
 	_, err = e.update(id, func(c *Container) error {
 		c.State.set(StatusRunning)
@@ -77,11 +88,11 @@ func (e *Engine) HookStart(id, consoleSock string) int {
 		c.State.MonitorPid = os.Getppid()
 		c.State.Error = ""
 		c.State.ExitCode = 0
+		nw.record(&c.NetworkSettings)
 		return nil
 	})
 	if err != nil {
-		e.Runtime.Delete(id, true)
-		return fail(125, err)
+		return undo(125, err)
 	}
 	fmt.Fprintf(status, "P%d\n", st.Pid)
 	return 0
@@ -110,9 +121,18 @@ func (e *Engine) HookExit(id string, code int) int {
 			fmt.Fprintf(os.Stderr, "berth: clean up container %s: %v\n", ShortID(id), err)
 		}
 	}
+	// The network goes while the record still says running, so a start
+	// that comes right after the exit cannot have its new namespace taken
+	// down by this hook. A --rm container's goes with the rest of it.
+	if c, err := e.Get(id); err == nil && !c.HostConfig.AutoRemove {
+		if err := e.teardownNetwork(c); err != nil {
+			fmt.Fprintf(os.Stderr, "berth: %v\n", err)
+		}
+	}
 	var restart bool
 	var delay int
 	c, err := e.update(id, func(c *Container) error {
+		c.NetworkSettings = stoppedSettings(c.NetworkSettings)
 		c.State.Pid = 0
 		if code < 0 {
 			if c.State.Status == StatusRunning {

@@ -58,13 +58,48 @@ type graphDriver struct {
 	Data map[string]string
 }
 
+// networkSettings is docker inspect's NetworkSettings: the networks by
+// name and, for containers on the default bridge network, Docker's older
+// top-level copy of that network's address.
 type networkSettings struct {
-	Bridge     string
-	SandboxID  string
-	Ports      map[string]any
-	IPAddress  string
-	MacAddress string
-	Networks   map[string]any
+	Bridge                 string
+	SandboxID              string
+	SandboxKey             string
+	Ports                  PortMap
+	HairpinMode            bool
+	LinkLocalIPv6Address   string
+	LinkLocalIPv6PrefixLen int
+	SecondaryIPAddresses   []string
+	SecondaryIPv6Addresses []string
+	EndpointID             string
+	Gateway                string
+	GlobalIPv6Address      string
+	GlobalIPv6PrefixLen    int
+	IPAddress              string
+	IPPrefixLen            int
+	IPv6Gateway            string
+	MacAddress             string
+	Networks               map[string]*EndpointInfo
+}
+
+func inspectNetwork(c *Container) networkSettings {
+	ns := c.NetworkSettings
+	out := networkSettings{SandboxKey: ns.SandboxKey, Ports: ns.Ports, Networks: map[string]*EndpointInfo{}}
+	if out.Ports == nil {
+		out.Ports = PortMap{}
+	}
+	if ns.SandboxKey != "" {
+		out.SandboxID = c.ID
+	}
+	for name, es := range ns.Networks {
+		info := es.EndpointInfo
+		out.Networks[name] = &info
+		if name == modeBridge {
+			out.EndpointID, out.Gateway, out.IPAddress, out.IPPrefixLen, out.MacAddress =
+				es.EndpointID, es.Gateway, es.IPAddress, es.IPPrefixLen, es.MacAddress
+		}
+	}
+	return out
 }
 
 // dockerTime formats as Docker does, with its zero time for "never".
@@ -84,7 +119,7 @@ func (e *Engine) Inspect(c *Container, size bool) *InspectResponse {
 		HostsPath: filepath.Join(dir, "hosts"), LogPath: c.LogPath, Name: "/" + c.Name,
 		RestartCount: c.RestartCount, Driver: e.Images.Snapshots.Driver(), Platform: "linux",
 		HostConfig: c.HostConfig, Mounts: c.Mounts, Config: c.Config,
-		NetworkSettings: networkSettings{Ports: map[string]any{}, Networks: map[string]any{c.HostConfig.NetworkMode: map[string]any{}}},
+		NetworkSettings: inspectNetwork(c),
 	}
 	s := c.State
 	r.State = inspectState{Status: s.Status, Running: s.Running, Paused: s.Paused, Restarting: s.Restarting,
@@ -95,6 +130,16 @@ func (e *Engine) Inspect(c *Container, size bool) *InspectResponse {
 	}
 	if r.Mounts == nil {
 		r.Mounts = []MountPoint{}
+	}
+	// Empty rather than null, as dockerd shows them.
+	hc := &r.HostConfig
+	if hc.PortBindings == nil {
+		hc.PortBindings = PortMap{}
+	}
+	for _, l := range []*[]string{&hc.Dns, &hc.DnsOptions, &hc.DnsSearch} {
+		if *l == nil {
+			*l = []string{}
+		}
 	}
 	r.GraphDriver = graphDriver{Name: r.Driver, Data: map[string]string{}}
 	if ms, err := e.Images.Snapshots.Mounts(c.ID); err == nil && len(ms) == 1 {

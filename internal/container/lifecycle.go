@@ -54,12 +54,14 @@ func (e *Engine) refresh(c *Container) *Container {
 		c.State.MonitorPid = 0
 		c.State.FinishedAt = time.Now().UTC()
 		c.State.Error = "the container's monitor was killed; its exit code is unknown"
+		c.NetworkSettings = stoppedSettings(c.NetworkSettings)
 		return nil
 	})
 	if err != nil {
 		return c
 	}
 	e.Runtime.Delete(c.ID, true)
+	e.teardownNetwork(nc)
 	os.RemoveAll(e.runDir(c.ID))
 	if nc.HostConfig.AutoRemove {
 		e.removeAll(nc, true)
@@ -228,9 +230,14 @@ func (e *Engine) removeAll(c *Container, volumes bool) error {
 		return err
 	}
 	if _, err := e.Runtime.State(c.ID); err == nil {
-		if err := e.Runtime.Delete(c.ID, true); err != nil {
+		// The exit hook may delete it first: gone is what we want.
+		if err := e.Runtime.Delete(c.ID, true); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 			return err
 		}
+	}
+	// Before the record goes, so a failure leaves it for another rm.
+	if err := e.teardownNetwork(c); err != nil {
+		return err
 	}
 	if err := e.Images.Snapshots.RemoveActive(c.ID); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		return fmt.Errorf("remove the container's filesystem: %w", err)

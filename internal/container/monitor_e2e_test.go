@@ -593,7 +593,7 @@ func TestMonitorDiskFull(t *testing.T) {
 // network too: run returns at once.
 func TestMonitorEscapedChild(t *testing.T) {
 	b := newBerth(t)
-	for _, net := range []string{"none", "host"} {
+	for _, net := range []string{"none", "host", "bridge"} {
 		start := time.Now()
 		out := b.Must("run", "--rm", "--network", net, "bb", "sh", "-c", "sleep 100 & echo hi")
 		if out != "hi" || time.Since(start) > 5*time.Second {

@@ -132,6 +132,9 @@ func (e *Engine) spawnMonitor(c *Container) (*Conn, error) {
 	cmd.ExtraFiles = []*os.File{theirs}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	if fp := os.Getenv(failpointEnv); fp != "" {
+		cmd.Env = append(cmd.Env, failpointEnv+"="+fp)
+	}
 	if os.Getenv("BERTH_MONITOR_DEBUG") != "" {
 		cmd.Env = append(cmd.Env, "BERTH_MONITOR_DEBUG=1")
 		cmd.Stderr = os.Stderr

@@ -26,6 +26,10 @@ type Container struct {
 	RestartCount int
 	// Backoff is the next restart delay in milliseconds.
 	Backoff int `json:",omitempty"`
+	// NetworkSettings holds the networks the container is to be attached
+	// to (from create, network connect and disconnect) and, while it
+	// runs, its addresses, published ports and network namespace.
+	NetworkSettings NetworkSettings
 }
 
 // Config is the part of the container's configuration that does not depend
@@ -68,6 +72,72 @@ type HostConfig struct {
 	Init           *bool             `json:",omitempty"`
 	Resources
 	Mounts []Mount `json:",omitempty"`
+
+	// Networking (Docker's names). PortBindings maps "80/tcp" to the
+	// host side the user asked for (-p); HostPort "" is any free port,
+	// "8000-8010" one from a range.
+	PortBindings    PortMap
+	PublishAllPorts bool
+	Dns             []string
+	DnsOptions      []string
+	DnsSearch       []string
+	ExtraHosts      []string
+}
+
+// PortMap maps a container port ("80/tcp") to its host bindings.
+type PortMap map[string][]PortBinding
+
+// PortBinding is one host side of a published port.
+type PortBinding struct {
+	HostIp   string
+	HostPort string
+}
+
+// NetworkSettings is the container's networking, shaped as in Docker's
+// records.
+type NetworkSettings struct {
+	// Networks, by network name: what the user asked for (NetworkID,
+	// Aliases, IPAMConfig) and, while the container runs, what it got.
+	Networks map[string]*EndpointSettings `json:",omitempty"`
+	// Ports are the published ports in use while the container runs,
+	// with the host ports chosen; exposed ports without one map to nil.
+	Ports PortMap `json:",omitempty"`
+	// SandboxKey is the container's network namespace, pinned under the
+	// run root, while it runs on a bridge network.
+	SandboxKey string `json:",omitempty"`
+}
+
+// EndpointInfo is what docker inspect shows of a container's attachment
+// to one network (Docker's network.EndpointSettings).
+type EndpointInfo struct {
+	IPAMConfig          *EndpointIPAMConfig
+	Links               []string
+	Aliases             []string
+	MacAddress          string
+	DriverOpts          map[string]string
+	NetworkID           string
+	EndpointID          string
+	Gateway             string
+	IPAddress           string
+	IPPrefixLen         int
+	IPv6Gateway         string
+	GlobalIPv6Address   string
+	GlobalIPv6PrefixLen int
+	DNSNames            []string
+}
+
+// EndpointSettings is the container's attachment to one network as
+// recorded: Docker's fields (flattened in JSON) and berth's own.
+type EndpointSettings struct {
+	EndpointInfo
+	// IfName is the interface inside the container while it runs
+	// (eth0 for the first network): disconnect deletes it.
+	IfName string `json:",omitempty"`
+}
+
+// EndpointIPAMConfig is the address asked for with --ip.
+type EndpointIPAMConfig struct {
+	IPv4Address string `json:",omitempty"`
 }
 
 // Resources are the cgroup limits, in Docker's units.

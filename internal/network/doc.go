@@ -12,6 +12,8 @@
 //	  networkEndpoints/    bucket of buckets, one per network ID:
 //	    <network ID>/        container ID -> JSON Endpoint (address, MAC, names)
 //	metadata.lock          flock: shared for reads, exclusive for writes (metadb)
+//	network.lock           flock: a default-network endpoint with its bridge (kernel.go)
+//	ip_forward.changed     when berth turned IPv4 forwarding on, for which network
 //
 // # The predefined networks
 //
@@ -24,6 +26,14 @@
 // addresses, so that `network inspect host` lists the containers on it.
 // None of the three can be removed, and no user network may take their
 // names.
+//
+// The default network's Linux bridge and firewall rules are lazy: with
+// the kernel driver (kernel.go) they exist only while a container is
+// attached. Connect brings them up with the first endpoint and
+// Disconnect takes them down with the last, under <root>/network.lock so
+// the two never cross; a host where berth runs no container has no berth
+// bridge. User networks get theirs at Create and lose them at Remove, as
+// with Docker.
 //
 // # Addresses: one write transaction per decision
 //
@@ -68,7 +78,8 @@
 //
 // # What this package does not do
 //
-// It creates no interface and no rule, and starts no DNS server: the
-// bridge and nft packages do that, driven by the container code with the
-// Endpoints recorded here. IPv6 subnets are refused for now.
+// Apart from the kernel driver, it creates no interface and no rule, and
+// starts no DNS server: the bridge and nft packages do that, driven by
+// the driver and by the container code with the Endpoints recorded here.
+// IPv6 subnets are refused for now.
 package network

@@ -3,6 +3,7 @@ package testutil
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -43,12 +44,93 @@ func NewEngine(t *testing.T, bin string, extra func(rootfs string)) *Berth {
 	b := NewBerth(t, bin)
 	b.ImportBusybox("bb", extra)
 	t.Cleanup(func() {
-		if ids := strings.Fields(b.Must("ps", "-aq", "--no-trunc")); len(ids) > 0 {
+		ids := strings.Fields(b.Must("ps", "-aq", "--no-trunc"))
+		if len(ids) > 0 {
 			b.Run(append([]string{"rm", "-f"}, ids...)...)
 		}
+		// The test's networks go too (as a user's `network prune` would),
+		// after their bridges were checked for leftover veths.
+		bridges := b.Bridges()
+		b.checkNoPorts(t, bridges)
+		b.Run("network", "prune", "-f")
 		b.CheckNoResidue(t)
+		b.CheckNoNetworkResidue(t, bridges, ids)
 	})
 	return b
+}
+
+// Bridges lists the Linux bridges of b's bridge networks, the default
+// one included (whether or not it is up now).
+func (b *Berth) Bridges() []string {
+	out, _, code := b.Run("network", "ls", "-q", "--no-trunc", "--filter", "driver=bridge")
+	if code != 0 {
+		return nil
+	}
+	var names []string
+	for _, id := range strings.Fields(out) {
+		name, _, code := b.Run("network", "inspect", "-f", `{{index .Options "com.docker.network.bridge.name"}}`, id)
+		name = strings.TrimSpace(name)
+		if code != 0 {
+			continue
+		}
+		if name == "" || name == "<no value>" {
+			name = "br-" + id[:12]
+		}
+		names = append(names, name)
+	}
+	return names
+}
+
+// checkNoPorts: with every container gone, no veth is left on b's
+// bridges.
+func (b *Berth) checkNoPorts(t *testing.T, bridges []string) {
+	t.Helper()
+	for _, br := range bridges {
+		if ents, err := os.ReadDir("/sys/class/net/" + br + "/brif"); err == nil && len(ents) > 0 {
+			var names []string
+			for _, e := range ents {
+				names = append(names, e.Name())
+			}
+			t.Errorf("interfaces left on bridge %s: %v", br, names)
+		}
+	}
+}
+
+// CheckNoNetworkResidue is the networking part of the zero-residue
+// contract, once every container and user network of b is gone: no
+// pinned network namespace under the run root, none of b's bridges, no
+// nftables rule for them or for the containers (ids), no endpoint left
+// on the predefined networks, no DNS server of b's.
+func (b *Berth) CheckNoNetworkResidue(t *testing.T, bridges, ids []string) {
+	t.Helper()
+	if ents, _ := os.ReadDir(filepath.Join(b.RunRoot, "netns")); len(ents) > 0 {
+		t.Errorf("network namespaces left under the run root: %d", len(ents))
+	}
+	for _, br := range bridges {
+		if _, err := os.Stat("/sys/class/net/" + br); err == nil {
+			t.Errorf("bridge %s left on the host", br)
+		}
+	}
+	if rules, err := exec.Command("nft", "list", "table", "inet", "berth").Output(); err == nil {
+		for _, line := range strings.Split(string(rules), "\n") {
+			for _, br := range bridges {
+				if strings.Contains(line, `"berth net=`+br+`"`) {
+					t.Errorf("nftables rule left for bridge %s: %s", br, strings.TrimSpace(line))
+				}
+			}
+			for _, id := range ids {
+				if strings.Contains(line, "berth ctr="+id) {
+					t.Errorf("nftables rule left for container %.12s: %s", id, strings.TrimSpace(line))
+				}
+			}
+		}
+	}
+	for _, n := range []string{"bridge", "host", "none"} {
+		out, _, code := b.Run("network", "inspect", "-f", "{{len .Containers}}", n)
+		if code == 0 && strings.TrimSpace(out) != "0" {
+			t.Errorf("endpoints left on network %s: %s", n, strings.TrimSpace(out))
+		}
+	}
 }
 
 // CheckNoResidue is the zero-residue contract: no container directory,
@@ -68,10 +150,17 @@ func (b *Berth) CheckNoResidue(t *testing.T) {
 		t.Errorf("container directories left: %d", len(ents))
 	}
 	var left []string
+	// The DNS server of user networks removes its directory as it exits.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(b.RunRoot, "dns")); err != nil {
+			break
+		}
+	}
 	ents, _ := os.ReadDir(b.RunRoot)
 	for _, e := range ents {
-		if e.Name() == "runtime" {
-			if sub, _ := os.ReadDir(filepath.Join(b.RunRoot, "runtime")); len(sub) == 0 {
+		switch e.Name() {
+		case "runtime", "netns": // directories of per-container entries
+			if sub, _ := os.ReadDir(filepath.Join(b.RunRoot, e.Name())); len(sub) == 0 {
 				continue
 			}
 		}
