@@ -16,6 +16,7 @@ import (
 	"github.com/berth-dev/berth/internal/cgroups"
 	"github.com/berth-dev/berth/internal/container"
 	"github.com/berth-dev/berth/internal/image"
+	"github.com/berth-dev/berth/internal/network"
 	"github.com/berth-dev/berth/internal/runtime"
 	"github.com/berth-dev/berth/internal/version"
 )
@@ -79,6 +80,10 @@ type systemInfo struct {
 	DefaultRuntime    string
 	SecurityOptions   []string
 	RegistryConfig    registryInfo
+	// IPv4Forwarding is the host's net.ipv4.ip_forward, as Docker's;
+	// IPv4ForwardingBy says when berth turned it on, if it did.
+	IPv4Forwarding   bool
+	IPv4ForwardingBy string `json:",omitempty"`
 }
 
 // registryInfo is Docker's RegistryConfig, from berth's config file.
@@ -126,6 +131,14 @@ func newInfoCommand() *cobra.Command {
 			for _, r := range info.RegistryConfig.InsecureRegistryCIDRs {
 				fmt.Fprintf(w, " %s\n", r)
 			}
+			switch {
+			case info.IPv4Forwarding && info.IPv4ForwardingBy != "":
+				fmt.Fprintf(w, "IPv4 Forwarding: enabled (turned on by berth: %s)\n", info.IPv4ForwardingBy)
+			case info.IPv4Forwarding:
+				fmt.Fprintf(w, "IPv4 Forwarding: enabled\n")
+			default:
+				fmt.Fprintf(w, "IPv4 Forwarding: disabled (berth turns it on when a bridge network needs it)\n")
+			}
 			if len(info.RegistryConfig.Mirrors) > 0 {
 				fmt.Fprintf(w, "Registry Mirrors:\n")
 				for _, m := range info.RegistryConfig.Mirrors {
@@ -158,6 +171,12 @@ func gatherInfo() (*systemInfo, error) {
 		info.RegistryConfig.InsecureRegistryCIDRs = append(info.RegistryConfig.InsecureRegistryCIDRs, h.Insecure...)
 		info.RegistryConfig.Mirrors = h.Mirrors
 	}
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); err == nil {
+		info.IPv4Forwarding = strings.TrimSpace(string(b)) == "1"
+	}
+	// Forwarding is a host-wide change berth makes for bridge networks:
+	// say so, since the user did not ask for it by that name.
+	info.IPv4ForwardingBy = network.IPForwardChanged(engineRoot)
 	if cgroups.DetectMode() == cgroups.Unified {
 		info.CgroupVersion = "2"
 	} else {
