@@ -1,14 +1,14 @@
 #!/bin/sh
 # Installs what berth needs on a fresh Debian 12 machine: a C compiler for
 # the static build, busybox-static for the demo and tests, the peers the
-# tests check berth against (runc, skopeo, docker-registry, htpasswd from
-# apache2-utils), and Go when the machine has none new enough. Run as root.
+# tests check berth against or look from outside with (runc, skopeo,
+# docker-registry, htpasswd from apache2-utils, nft from nftables), and Go when the machine has none new enough. Run as root.
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
 apt-get install -y --no-install-recommends \
 	ca-certificates curl git make gcc libc6-dev busybox-static iproute2 procps \
-	runc skopeo docker-registry apache2-utils
+	runc skopeo docker-registry apache2-utils nftables
 need=1.26.8
 have=$( (command -v go >/dev/null && go env GOVERSION) 2>/dev/null | sed 's/^go//' || true)
 if [ -z "$have" ] && [ -x /usr/local/go/bin/go ]; then
