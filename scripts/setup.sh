@@ -2,7 +2,8 @@
 # Installs what berth needs on a fresh Debian 12 machine: a C compiler for
 # the static build, busybox-static for the demo and tests, the peers the
 # tests check berth against or look from outside with (runc, skopeo,
-# docker-registry, htpasswd from apache2-utils, nft from nftables), and Go when the machine has none new enough. Run as root.
+# docker-registry, htpasswd from apache2-utils, nft from nftables), and
+# Go when the machine has none new enough. Run as root.
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
