@@ -4,17 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,6 +25,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 // lockedBuffer is written by the command's goroutine and read by the test.
@@ -277,7 +271,7 @@ func TestRegistryServeRefusesPlainHTTPOffLoopback(t *testing.T) {
 // the layout Docker's certs.d uses) push and pull through it.
 func TestRegistryServeTLS(t *testing.T) {
 	dir := t.TempDir()
-	makeTestCerts(t, dir)
+	testutil.TestCA(t, dir, "server", "client")
 	rs := startServe(t, "--addr", "127.0.0.1:0", "--root", filepath.Join(dir, "reg"),
 		"--tls-cert", filepath.Join(dir, "server.crt"), "--tls-key", filepath.Join(dir, "server.key"),
 		"--tls-client-ca", filepath.Join(dir, "ca.crt"))
@@ -346,48 +340,6 @@ func copyFile(t *testing.T, from, to string) {
 		err = os.WriteFile(to, b, 0o600)
 	}
 	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// makeTestCerts writes a CA (ca.crt) and two certificates it signs for
-// 127.0.0.1 and ::1, server and client (.crt and .key), into dir.
-func makeTestCerts(t *testing.T, dir string) {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "berth test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	writePEMFile(t, filepath.Join(dir, "ca.crt"), "CERTIFICATE", caDER)
-	for i, n := range []string{"server", "client"} {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(int64(i + 2)), Subject: pkix.Name{CommonName: n},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.IPv6loopback},
-			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-			KeyUsage:    x509.KeyUsageDigitalSignature,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kder, _ := x509.MarshalECPrivateKey(key)
-		writePEMFile(t, filepath.Join(dir, n+".crt"), "CERTIFICATE", der)
-		writePEMFile(t, filepath.Join(dir, n+".key"), "EC PRIVATE KEY", kder)
-	}
-}
-
-func writePEMFile(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
 }

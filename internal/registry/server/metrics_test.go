@@ -4,18 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -29,6 +24,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-dev/berth/internal/testutil"
 )
 
 // TestInstrumentKeepsWriterAbilities checks that a handler behind the
@@ -465,41 +462,6 @@ func TestServeExtraHandlersAndMetricsListener(t *testing.T) {
 
 // ---- TLS ----
 
-// testCA makes a CA and a certificate it signs for 127.0.0.1 and ::1, as
-// PEM files in dir: ca.crt, name.crt, name.key.
-func testCA(t *testing.T, dir string, names ...string) {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "berth test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	writePEM(t, filepath.Join(dir, "ca.crt"), "CERTIFICATE", caDER)
-	for i, name := range names {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(int64(i + 2)), Subject: pkix.Name{CommonName: name},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.IPv6loopback},
-			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-			KeyUsage:    x509.KeyUsageDigitalSignature,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kder, _ := x509.MarshalECPrivateKey(key)
-		writePEM(t, filepath.Join(dir, name+".crt"), "CERTIFICATE", der)
-		writePEM(t, filepath.Join(dir, name+".key"), "EC PRIVATE KEY", kder)
-	}
-}
-
 func writePEM(t *testing.T, path, typ string, der []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
@@ -522,7 +484,7 @@ func tlsClient(t *testing.T, caFile string, certs ...tls.Certificate) *http.Clie
 
 func TestServeTLS(t *testing.T) {
 	dir := t.TempDir()
-	testCA(t, dir, "server", "client")
+	testutil.TestCA(t, dir, "server", "client")
 	conf, err := LoadTLS(filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key"), filepath.Join(dir, "ca.crt"), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -556,7 +518,7 @@ func TestServeTLS(t *testing.T) {
 
 func TestTLSReloadsRenewedCertificate(t *testing.T) {
 	dir := t.TempDir()
-	testCA(t, dir, "server")
+	testutil.TestCA(t, dir, "server")
 	cert, key := filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
 	conf, err := LoadTLS(cert, key, "", slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
@@ -566,7 +528,7 @@ func TestTLSReloadsRenewedCertificate(t *testing.T) {
 
 	// A renewal: new files from another CA, written in place.
 	other := t.TempDir()
-	testCA(t, other, "server")
+	testutil.TestCA(t, other, "server")
 	b, _ := os.ReadFile(filepath.Join(other, "server.crt"))
 	os.WriteFile(cert, b, 0o600)
 	time.Sleep(1100 * time.Millisecond) // past the once-a-second look
