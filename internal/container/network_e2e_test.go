@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/network/bridge/bridgetest"
 	"github.com/berth-dev/berth/internal/testutil"
 )
 
@@ -486,4 +487,42 @@ func TestNetworkStartCost(t *testing.T) {
 	t.Logf("same with the bridge kept up by another container: none %v, bridge %v: bridge adds %v", none.Round(time.Millisecond),
 		br.Round(time.Millisecond), (br - none).Round(time.Millisecond))
 	b.Must("rm", "-f", keep)
+}
+
+// TestNetworkNATToRemote: a container on a bridge network reaches a
+// "remote host" through the host's masquerade, and one on an --internal
+// network does not. The remote is a namespace this test makes, joined to
+// the host by a veth pair on 198.18.0.0/15 (RFC 2544's benchmarking
+// range) and routing nothing beyond its /30: it can answer only the
+// host's own address on that link, so a reply proves the source was
+// rewritten. No packet goes anywhere else.
+func TestNetworkNATToRemote(t *testing.T) {
+	b := newNetBerth(t)
+	remote := bridgetest.NewRemote(t, &bridgetest.NS{}) // hung off the real host
+	dst := remote.RemoteAddr.String()
+	ping := fmt.Sprintf("ping -c 1 -W 2 %s >/dev/null && echo reached || echo unreachable", dst)
+
+	b.Must("network", "create", "outside")
+	b.Must("network", "create", "--internal", "closed")
+	// The veth's carrier comes up asynchronously: retry the first reach.
+	var out string
+	for i := 0; i < 5 && out != "reached"; i++ {
+		out = b.Must("run", "--rm", "--network", "outside", "bb", "sh", "-c", ping)
+	}
+	if out != "reached" {
+		t.Errorf("a container on a bridge network did not reach the remote host %s through NAT: %s", dst, out)
+	}
+	if out := b.Must("run", "--rm", "bb", "sh", "-c", ping); out != "reached" {
+		t.Errorf("a container on the default bridge did not reach the remote host %s: %s", dst, out)
+	}
+	if out := b.Must("run", "--rm", "--network", "closed", "bb", "sh", "-c", ping); out != "unreachable" {
+		t.Errorf("a container on an --internal network reached the remote host %s: %s", dst, out)
+	}
+	// Even with a default route of its own (it has NET_ADMIN only with
+	// --cap-add), the internal container stays in.
+	route := fmt.Sprintf("ip route add default via $(ip route | awk '/src/ {print $1}' | sed 's|0/.*|1|'); ip route | grep -q default || { echo no route added; exit 0; }; %s", ping)
+	if out := b.Must("run", "--rm", "--cap-add", "NET_ADMIN", "--network", "closed", "bb", "sh", "-c", route); out != "unreachable" {
+		t.Errorf("an --internal container with its own default route reached the remote host %s: %s", dst, out)
+	}
+	b.Must("network", "rm", "outside", "closed")
 }
