@@ -299,5 +299,18 @@ func (e *Engine) Rename(ref, name string) error {
 	if err := validName(name); err != nil {
 		return fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
 	}
-	return e.rename(c.ID, name)
+	if err := e.rename(c.ID, name); err != nil {
+		return err
+	}
+	// The endpoints carry the name DNS answers for: the new one from now.
+	if e.Networks != nil {
+		changed, err := e.Networks.RenameContainer(c.ID, name)
+		if err != nil {
+			return fmt.Errorf("rename %s: update its network endpoints: %w", ShortID(c.ID), err)
+		}
+		if changed {
+			return dnsNotify(e.RunRoot)
+		}
+	}
+	return nil
 }

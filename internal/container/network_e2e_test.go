@@ -149,6 +149,12 @@ func TestNetworkUserNetwork(t *testing.T) {
 	if out, errs, code := b.Run("exec", "web", "ping", "-c", "1", "-W", "2", "late"); code != 0 {
 		t.Errorf("web pings late: %d %s %s", code, out, errs)
 	}
+	// Renamed, found by its new name. (The old one is not asked: an
+	// unknown name is forwarded to the host's resolvers.)
+	b.Must("rename", "late", "later")
+	if out, errs, code := b.Run("exec", "web", "ping", "-c", "1", "-W", "2", "later"); code != 0 {
+		t.Errorf("web pings later (renamed from late): %d %s %s", code, out, errs)
+	}
 	// resolv.conf names the gateway; the default route goes through it.
 	out := b.Must("exec", "web", "sh", "-c", "grep nameserver /etc/resolv.conf; ip route | grep default")
 	if !strings.Contains(out, "nameserver "+gw) || !strings.Contains(out, "default via "+gw) {
@@ -167,7 +173,7 @@ func TestNetworkUserNetwork(t *testing.T) {
 	if _, errs, code := b.Run("network", "rm", "front"); code == 0 || !strings.Contains(errs, "active endpoints") {
 		t.Errorf("network rm of a network in use: %d %q", code, errs)
 	}
-	b.Must("rm", "-f", "web", "late")
+	b.Must("rm", "-f", "web", "later")
 	b.Must("network", "rm", "front", "back")
 }
 

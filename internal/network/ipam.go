@@ -242,6 +242,37 @@ func (m *Manager) ReleaseContainer(containerID string) error {
 	})
 }
 
+// RenameContainer gives the container's endpoints its new name, which DNS
+// resolves from then on (Docker's rename does the same), and reports
+// whether it had any.
+func (m *Manager) RenameContainer(containerID, name string) (bool, error) {
+	changed := false
+	err := m.db.Update(func(tx *bolt.Tx) error {
+		root := tx.Bucket(bucketEndpoints)
+		if root == nil {
+			return nil
+		}
+		return root.ForEachBucket(func(k []byte) error {
+			eb := root.Bucket(k)
+			data := eb.Get([]byte(containerID))
+			if data == nil {
+				return nil
+			}
+			ep, err := decodeEndpoint(data)
+			if err != nil {
+				return err
+			}
+			ep.Name = name
+			if data, err = json.Marshal(ep); err != nil {
+				return err
+			}
+			changed = true
+			return eb.Put([]byte(containerID), data)
+		})
+	})
+	return changed, err
+}
+
 // Endpoints lists the endpoints of the network ref, by container name.
 func (m *Manager) Endpoints(ref string) ([]*Endpoint, error) {
 	var out []*Endpoint
