@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/errdefs"
+
+	"github.com/berth-dev/berth/internal/opts"
 )
 
 // Filter selects networks as `docker network ls --filter` and `docker
@@ -105,10 +107,10 @@ func (f Filter) Match(n *Network, endpoints int) bool {
 	if len(f.Scopes) > 0 && !slices.Contains(f.Scopes, n.Scope) {
 		return false
 	}
-	if len(f.Labels) > 0 && !matchLabels(f.Labels, n.Labels) {
+	if len(f.Labels) > 0 && !opts.MatchLabels(f.Labels, n.Labels) {
 		return false
 	}
-	if len(f.NotLabels) > 0 && matchLabels(f.NotLabels, n.Labels) {
+	if len(f.NotLabels) > 0 && opts.MatchLabels(f.NotLabels, n.Labels) {
 		return false
 	}
 	switch f.Type {
@@ -138,18 +140,6 @@ func matchPattern(pattern, s string) bool {
 	}
 	ok, err := regexp.MatchString(pattern, s)
 	return err == nil && ok
-}
-
-// matchLabels reports whether every KEY or KEY=VALUE in exprs holds.
-func matchLabels(exprs []string, labels map[string]string) bool {
-	for _, e := range exprs {
-		k, want, hasValue := strings.Cut(e, "=")
-		got, ok := labels[k]
-		if !ok || (hasValue && got != want) {
-			return false
-		}
-	}
-	return true
 }
 
 // parseTimestamp reads Docker's until= values: a Go duration before now,

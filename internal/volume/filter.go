@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/berth-dev/berth/internal/errdefs"
+
+	"github.com/berth-dev/berth/internal/opts"
 )
 
 // Filter selects volumes as `docker volume ls --filter` and `docker volume
@@ -81,27 +83,15 @@ func (f Filter) Match(v *Volume, inUse InUse) bool {
 	if len(f.Drivers) > 0 && !slices.Contains(f.Drivers, v.Driver) {
 		return false
 	}
-	if len(f.Labels) > 0 && !matchLabels(f.Labels, v.Labels) {
+	if len(f.Labels) > 0 && !opts.MatchLabels(f.Labels, v.Labels) {
 		return false
 	}
-	if len(f.NotLabels) > 0 && matchLabels(f.NotLabels, v.Labels) {
+	if len(f.NotLabels) > 0 && opts.MatchLabels(f.NotLabels, v.Labels) {
 		return false
 	}
 	if f.Dangling != nil {
 		used := inUse != nil && len(inUse(v.Name)) > 0
 		if used == *f.Dangling {
-			return false
-		}
-	}
-	return true
-}
-
-// matchLabels reports whether every KEY or KEY=VALUE in exprs holds.
-func matchLabels(exprs []string, labels map[string]string) bool {
-	for _, e := range exprs {
-		k, want, hasValue := strings.Cut(e, "=")
-		got, ok := labels[k]
-		if !ok || (hasValue && got != want) {
 			return false
 		}
 	}
