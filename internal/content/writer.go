@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/fsutil"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 )
@@ -81,7 +82,7 @@ func (s *Store) createIngest() (*os.File, string, error) {
 			}
 			return nil, "", err
 		}
-		if err := flock(f, syscall.LOCK_EX); err != nil {
+		if err := fsutil.Flock(f, syscall.LOCK_EX); err != nil {
 			f.Close()
 			os.Remove(p)
 			return nil, "", err
@@ -264,7 +265,7 @@ func (w *Writer) commit(d digest.Digest) error {
 	}
 	// Also when the blob was already there: its writer may not have
 	// synced the directory yet, and our caller is told it is durable.
-	return syncDir(filepath.Dir(target))
+	return fsutil.SyncDir(filepath.Dir(target))
 }
 
 // Close aborts the write unless it was committed; it is always safe to call.

@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/fsutil"
 )
 
 // Names inside active/<key>/.
@@ -245,10 +246,10 @@ func (s *Store) writeActiveMeta(m *activeMeta) error {
 	if err := writeFileSync(filepath.Join(dir, metaFile), append(b, '\n'), 0o600); err != nil {
 		return err
 	}
-	if err := syncDir(dir); err != nil {
+	if err := fsutil.SyncDir(dir); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(dir))
+	return fsutil.SyncDir(filepath.Dir(dir))
 }
 
 func (s *Store) readActiveMeta(key string) (*activeMeta, error) {

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/fsutil"
 )
 
 // The drivers a Store can use.
@@ -460,7 +461,7 @@ func (s *Store) Apply(ctx context.Context, parent, diffID digest.Digest, r io.Re
 		return "", fmt.Errorf("apply layer %s: %w", diffID, err)
 	}
 	committed = true
-	if err := syncDir(filepath.Dir(dst)); err != nil {
+	if err := fsutil.SyncDir(filepath.Dir(dst)); err != nil {
 		return "", fmt.Errorf("apply layer %s: %w", diffID, err)
 	}
 	link, err := s.readLink(chainID)
@@ -542,7 +543,7 @@ func (s *Store) ensureLink(chainID digest.Digest, link string) error {
 	if err := os.Symlink(want, p); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(p))
+	return fsutil.SyncDir(filepath.Dir(p))
 }
 
 // newLinkName returns a random 26-character base32 name, as overlay2's
@@ -685,15 +686,6 @@ func writeFileSync(p string, b []byte, mode os.FileMode) error {
 		os.Remove(tmp)
 	}
 	return err
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
 
 func syncFS(dir string) error {

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/fsutil"
 )
 
 // CopyUp fills the empty volume name with the contents of src, a host
@@ -51,7 +52,7 @@ func copyUp(volDir, src string) error {
 		return err
 	}
 	defer lk.Close()
-	if err := flockFile(lk, unix.LOCK_EX); err != nil {
+	if err := fsutil.Flock(lk, unix.LOCK_EX); err != nil {
 		return err
 	}
 	// Leftovers of a copy whose process died: we hold the lock, so no
@@ -100,7 +101,7 @@ func copyUp(volDir, src string) error {
 		return &os.LinkError{Op: "rename", Old: tmp, New: data, Err: err}
 	}
 	done = true
-	return syncDir(volDir)
+	return fsutil.SyncDir(volDir)
 }
 
 func isEmptyDir(dir string) (bool, error) {

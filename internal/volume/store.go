@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/fsutil"
 	"github.com/berth-dev/berth/internal/metadb"
 )
 
@@ -173,7 +174,7 @@ func (s *Store) Create(name string, labels, opts map[string]string) (*Volume, er
 			return err
 		}
 		// The rename is durable before the record that depends on it.
-		if err := syncDir(s.dir); err != nil {
+		if err := fsutil.SyncDir(s.dir); err != nil {
 			if t, rerr := s.retire(final); rerr == nil {
 				garbage = append(garbage, t)
 			}
@@ -520,24 +521,11 @@ func flock(path string, how int) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := flockFile(f, how); err != nil {
+	if err := fsutil.Flock(f, how); err != nil {
 		f.Close()
 		return nil, err
 	}
 	return func() { f.Close() }, nil // closing the descriptor releases the lock
-}
-
-func flockFile(f *os.File, how int) error {
-	for {
-		err := unix.Flock(int(f.Fd()), how)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return os.NewSyscallError("flock", err)
-		}
-		return nil
-	}
 }
 
 // --- garbage: retired and abandoned directories under volumes/.tmp ---
@@ -560,7 +548,7 @@ func (s *Store) retire(path string) (*trash, error) {
 	}
 	f, err := os.OpenFile(w, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err == nil {
-		if err = flockFile(f, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		if err = fsutil.Flock(f, unix.LOCK_EX|unix.LOCK_NB); err != nil {
 			f.Close()
 		}
 	}
@@ -596,7 +584,7 @@ func (s *Store) claimAbandoned() []*trash {
 			}
 			continue
 		}
-		if flockFile(f, unix.LOCK_EX|unix.LOCK_NB) != nil {
+		if fsutil.Flock(f, unix.LOCK_EX|unix.LOCK_NB) != nil {
 			f.Close() // held: being removed by its owner
 			continue
 		}
@@ -633,16 +621,4 @@ func removeAll(path string) error {
 		return nil
 	})
 	return os.RemoveAll(path)
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
 }

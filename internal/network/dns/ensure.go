@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/fsutil"
 )
 
 // The server's files, under <run-root>/dns/ (see doc.go for who holds
@@ -158,7 +159,7 @@ func running(dir string) bool {
 		return false
 	}
 	defer f.Close()
-	return flock(f, unix.LOCK_SH|unix.LOCK_NB) == unix.EWOULDBLOCK
+	return errors.Is(fsutil.Flock(f, unix.LOCK_SH|unix.LOCK_NB), unix.EWOULDBLOCK)
 }
 
 // touch sets the trigger's mtime to now, which the server watches, and
@@ -304,9 +305,9 @@ func lockFile(dir, name string, how int) (*os.File, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := flock(f, how); err != nil {
+		if err := fsutil.Flock(f, how); err != nil {
 			f.Close()
-			return nil, os.NewSyscallError("flock", err)
+			return nil, err
 		}
 		var held, named unix.Stat_t
 		if unix.Fstat(int(f.Fd()), &held) == nil && unix.Stat(path, &named) == nil &&
@@ -316,15 +317,6 @@ func lockFile(dir, name string, how int) (*os.File, error) {
 		f.Close()
 		if _, err := os.Stat(dir); err != nil {
 			return nil, err
-		}
-	}
-}
-
-func flock(f *os.File, how int) error {
-	for {
-		err := unix.Flock(int(f.Fd()), how)
-		if err != unix.EINTR {
-			return err
 		}
 	}
 }

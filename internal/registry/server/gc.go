@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/fsutil"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -152,7 +153,7 @@ func (s *Store) LockWrites() (unlock func(), err error) {
 	s.gateMu.Lock()
 	gate, err := s.openLock(gateLock)
 	if err == nil {
-		err = flock(gate, syscall.LOCK_SH)
+		err = fsutil.Flock(gate, syscall.LOCK_SH)
 		gate.Close() // through the gate
 	}
 	s.gateMu.Unlock()
@@ -165,7 +166,7 @@ func (s *Store) LockWrites() (unlock func(), err error) {
 	if err != nil {
 		return fail(err)
 	}
-	if err := flock(f, syscall.LOCK_SH); err != nil {
+	if err := fsutil.Flock(f, syscall.LOCK_SH); err != nil {
 		f.Close()
 		return fail(err)
 	}
@@ -179,13 +180,13 @@ func (s *Store) lockSweep() (unlock func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock registry storage %s: %w", s.root, err)
 	}
-	if err := flock(gate, syscall.LOCK_EX); err != nil {
+	if err := fsutil.Flock(gate, syscall.LOCK_EX); err != nil {
 		gate.Close()
 		return nil, fmt.Errorf("lock registry storage %s: %w", s.root, err)
 	}
 	f, err := s.openLock(storeLock)
 	if err == nil {
-		if err = flock(f, syscall.LOCK_EX); err != nil {
+		if err = fsutil.Flock(f, syscall.LOCK_EX); err != nil {
 			f.Close()
 		}
 	}
@@ -202,7 +203,7 @@ func (s *Store) lockGC() (unlock func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("garbage collection of %s: %w", s.root, err)
 	}
-	if err := flock(f, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := fsutil.Flock(f, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, fmt.Errorf("another garbage collection is running on %s: wait for it to finish: %w", s.root, errdefs.ErrConflict)

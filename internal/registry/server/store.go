@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/fsutil"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -164,7 +165,7 @@ func (s *Store) installBlob(src, target string, d digest.Digest) error {
 	if err := os.Rename(src, target); err != nil {
 		return fmt.Errorf("store blob %s: %w", d, err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := fsutil.SyncDir(dir); err != nil {
 		return fmt.Errorf("store blob %s: %w", d, err)
 	}
 	return nil
@@ -809,7 +810,7 @@ func (s *Store) writeFileAtomic(p string, data []byte) error {
 		os.Remove(tmp)
 		return err
 	}
-	return syncDir(filepath.Dir(p))
+	return fsutil.SyncDir(filepath.Dir(p))
 }
 
 // createEmpty creates an empty link file at p (and its directory). An
@@ -828,7 +829,7 @@ func createEmpty(p string) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(p))
+	return fsutil.SyncDir(filepath.Dir(p))
 }
 
 func isRegular(p string) bool {
@@ -894,19 +895,6 @@ func touchAll(paths ...string) error {
 		}
 	}
 	return nil
-}
-
-// syncDir makes a rename or creation in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 func randomHex(n int) string {

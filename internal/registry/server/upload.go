@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/fsutil"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -145,7 +146,7 @@ func (s *Store) NewUpload(name string, alg digest.Algorithm) (*Upload, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("start upload: %w", err)
 	}
-	if err := flock(f, syscall.LOCK_EX); err != nil {
+	if err := fsutil.Flock(f, syscall.LOCK_EX); err != nil {
 		f.Close()
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("start upload: %w", err)
@@ -179,7 +180,7 @@ func (s *Store) OpenUpload(name, id string, maxIdle time.Duration) (*Upload, err
 	if err != nil {
 		return nil, unknown
 	}
-	if err := flock(f, syscall.LOCK_EX); err != nil {
+	if err := fsutil.Flock(f, syscall.LOCK_EX); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("lock upload %s: %w", id, err)
 	}
@@ -452,7 +453,7 @@ func (s *Store) purgeUploads(olderThan time.Duration, dryRun bool, found func(id
 			}
 			continue
 		}
-		if err := flock(f, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		if err := fsutil.Flock(f, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 			f.Close()
 			continue // in use
 		}
@@ -479,26 +480,4 @@ func (s *Store) purgeUploads(olderThan time.Duration, dryRun bool, found func(id
 		return removed, bytes, fmt.Errorf("purge uploads: %w", err)
 	}
 	return removed, bytes, nil
-}
-
-func flock(f *os.File, how int) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ferr error
-	if err := rc.Control(func(fd uintptr) {
-		for {
-			ferr = syscall.Flock(int(fd), how)
-			if !errors.Is(ferr, syscall.EINTR) {
-				return
-			}
-		}
-	}); err != nil {
-		return err
-	}
-	if ferr != nil {
-		return os.NewSyscallError("flock", ferr)
-	}
-	return nil
 }
