@@ -16,6 +16,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/container"
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/fsutil"
 	"github.com/berth-dev/berth/internal/opts"
 	"github.com/berth-dev/berth/internal/runtime"
 )
@@ -620,6 +621,12 @@ func newMonitorHookCommand() *cobra.Command {
 		Hidden: true,
 		Args:   cobra.RangeArgs(2, 3),
 		RunE: withEngine(func(cmd *cobra.Command, e *container.Engine, args []string) error {
+			// The monitor's descriptors (status pipe, the container's
+			// stdio) must not reach what the hook starts, such as the
+			// DNS server: it would hold the container's output open.
+			if err := fsutil.CloseOnExecFrom(3); err != nil {
+				return fmt.Errorf("monitor-hook: %w", err)
+			}
 			var code int
 			switch args[0] {
 			case "start":

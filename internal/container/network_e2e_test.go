@@ -121,6 +121,27 @@ func assertNoNetwork(t *testing.T, b *testutil.Berth, id string, bridgeGone bool
 	}
 }
 
+// assertDNSHoldsNoPipe checks that b's DNS server has no pipe open: it
+// has no use for one once it has said it is ready, so any pipe is one it
+// inherited from whoever started it (a container's stdio).
+func assertDNSHoldsNoPipe(t *testing.T, b *testutil.Berth) {
+	t.Helper()
+	pid, err := os.ReadFile(filepath.Join(b.RunRoot, "dns", "pid"))
+	if err != nil {
+		t.Fatalf("dns server pid: %v", err)
+	}
+	dir := filepath.Join("/proc", strings.TrimSpace(string(pid)), "fd")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatalf("dns server's descriptors: %v", err)
+	}
+	for _, e := range ents {
+		if to, _ := os.Readlink(filepath.Join(dir, e.Name())); strings.HasPrefix(to, "pipe:") {
+			t.Errorf("the dns server holds fd %s -> %s, inherited from the process that started it", e.Name(), to)
+		}
+	}
+}
+
 // TestNetworkUserNetwork: containers on a user network reach each other
 // by address, name and alias, a later one is found too, the default
 // route goes through the gateway, and a container of another network
@@ -135,6 +156,11 @@ func TestNetworkUserNetwork(t *testing.T) {
 	if net.ParseIP(ip) == nil || net.ParseIP(gw) == nil {
 		t.Fatalf("inspect: IP %q gateway %q", ip, gw)
 	}
+	// The DNS server, started by web's start hook, holds none of the
+	// hook's pipes: web's output (and so `run`'s return) waits for
+	// nothing of it. It once held them, and every `run --rm` on a user
+	// network waited out the monitor's 2 s drain.
+	assertDNSHoldsNoPipe(t, b)
 	for _, target := range []string{ip, "web", "www", web[:12]} {
 		out, errs, code := b.Run("run", "--rm", "--network", "front", "bb", "sh", "-c", wgetCmd(5, "http://"+target+"/"))
 		if code != 0 || out != "hello from berth\n" {

@@ -3,8 +3,12 @@ package fsutil
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
+	"strconv"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // SyncDir fsyncs a directory, making a rename or creation in it durable.
@@ -44,6 +48,31 @@ func Flock(f *os.File, how int) error {
 	}
 	if ferr != nil {
 		return os.NewSyscallError("flock", ferr)
+	}
+	return nil
+}
+
+// CloseOnExecFrom marks every descriptor from lowfd up close-on-exec. A
+// process handed descriptors to use (the monitor's hooks get the status
+// pipe and the container's stdio) calls it first, so that nothing it
+// starts later inherits them: Go's os/exec closes only descriptors it
+// opened itself, and a long-lived child (the DNS server) holding a
+// container's stdout would keep the monitor waiting for end-of-file.
+// Descriptors still work here and are still passed on where exec.Cmd's
+// Stdin/Stdout/ExtraFiles name them: those are dup2'd in the child.
+func CloseOnExecFrom(lowfd int) error {
+	err := unix.CloseRange(uint(lowfd), math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC)
+	if err == nil || (err != unix.ENOSYS && err != unix.EINVAL) {
+		return err
+	}
+	ents, err := os.ReadDir("/proc/self/fd") // kernels before 5.11
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd >= lowfd {
+			unix.CloseOnExec(fd)
+		}
 	}
 	return nil
 }
