@@ -102,8 +102,11 @@ func defaultBridge(t *testing.T, b *testutil.Berth) string {
 }
 
 // assertNoNetwork checks that nothing of container id's network is left
-// and, when no other container uses it, that the default bridge is gone.
-func assertNoNetwork(t *testing.T, b *testutil.Berth, id string, bridgeGone bool) {
+// and, when alone (no other container is on the default network), that
+// the default bridge has no interface left on it. The bridge itself
+// stays until a prune, as docker0; the engine tests' cleanup prunes and
+// checks that it went (testutil.CheckNoNetworkResidue).
+func assertNoNetwork(t *testing.T, b *testutil.Berth, id string, alone bool) {
 	t.Helper()
 	if _, err := os.Lstat(filepath.Join(b.RunRoot, "netns", id)); err == nil {
 		t.Errorf("network namespace of %.12s left", id)
@@ -116,8 +119,15 @@ func assertNoNetwork(t *testing.T, b *testutil.Berth, id string, bridgeGone bool
 			t.Errorf("endpoint of %.12s left on network %s", id, n)
 		}
 	}
-	if br := defaultBridge(t, b); bridgeGone && linkExists(br) {
-		t.Errorf("default bridge %s left with no container on it", br)
+	if br := defaultBridge(t, b); alone {
+		// The kernel deletes the veth as the namespace dies, in a worker.
+		ports := func() int { ents, _ := os.ReadDir("/sys/class/net/" + br + "/brif"); return len(ents) }
+		for deadline := time.Now().Add(5 * time.Second); ports() > 0 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n := ports(); n > 0 {
+			t.Errorf("interfaces left on the default bridge %s with no container on it: %d", br, n)
+		}
 	}
 }
 
@@ -477,6 +487,20 @@ func TestNetworkNothingLeft(t *testing.T) {
 	assertNoNetwork(t, b, id, true)
 	b.Must("rm", id)
 	b.Must("network", "rm", "n")
+	// The default bridge outlives its last container, as docker0; a prune
+	// takes it and its rules down, and the next container brings them back.
+	br := defaultBridge(t, b)
+	if !linkExists(br) {
+		t.Errorf("the default bridge %s went with its last container; it should stay until a prune", br)
+	}
+	b.Must("network", "prune", "-f")
+	if linkExists(br) || nftHas(`"berth net=`+br+`"`) {
+		t.Errorf("network prune left the unused default bridge %s (up: %v) or its rules", br, linkExists(br))
+	}
+	b.Must("run", "--rm", "bb", "true")
+	if !linkExists(br) {
+		t.Errorf("the next container did not bring the default bridge %s back", br)
+	}
 }
 
 // TestNetworkStartCost prints (does not judge) what bridge networking

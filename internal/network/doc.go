@@ -27,13 +27,17 @@
 // None of the three can be removed, and no user network may take their
 // names.
 //
-// The default network's Linux bridge and firewall rules are lazy: with
-// the kernel driver (kernel.go) they exist only while a container is
-// attached. Connect brings them up with the first endpoint and
-// Disconnect takes them down with the last, under <root>/network.lock so
-// the two never cross; a host where berth runs no container has no berth
-// bridge. User networks get theirs at Create and lose them at Remove, as
-// with Docker.
+// The default network's Linux bridge and firewall rules come with its
+// first container: with the kernel driver (kernel.go), Connect brings
+// them up. They then stay, as docker0 does, until Prune finds the network
+// unused and takes them down (the record stays; the next container brings
+// them back); the check and the removal hold <root>/network.lock, which
+// Connect holds across the address and the bring-up, so the two never
+// cross. Taking them down with each last container, as berth first did,
+// cost every lone `run --rm` two bridge creations' and one deletion's
+// worth of kernel RCU waits (~45 ms). After `rm` of every container and a
+// `network prune`, berth holds nothing in the kernel. User networks get
+// theirs at Create and lose them at Remove, as with Docker.
 //
 // # Addresses: one write transaction per decision
 //

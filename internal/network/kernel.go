@@ -21,9 +21,11 @@ import (
 // berth's nftables table (package nft).
 //
 // User networks get their bridge when they are created and lose it when
-// they are removed, as with Docker. The default network is lazy (see
-// Activator): its bridge exists only while a container is attached, so a
-// host where berth runs nothing holds nothing of berth's.
+// they are removed, as with Docker. The default network's comes with its
+// first container (see Activator) and then stays, as docker0 does, until
+// `network prune` finds it unused: taking it down with every last
+// container cost each lone `run --rm` ~45 ms of the kernel's RCU waits
+// (bridge deletion) and a bridge and table made again at the next start.
 type Kernel struct {
 	root string // engine root: where the ip_forward note is kept
 }
@@ -37,9 +39,9 @@ var (
 func NewKernel(root string) *Kernel { return &Kernel{root: root} }
 
 // Activator is a Driver whose networks may have kernel state only while
-// containers are attached to them. The Manager's Connect calls Activate
-// after giving a container its address, and Disconnect calls Deactivate
-// once the last container of the default network has gone.
+// they are used. The Manager's Connect calls Activate after giving a
+// container its address, and Prune calls Deactivate for the default
+// network when no container is attached to it.
 type Activator interface {
 	// Activate brings n's kernel side up if it is not (the default
 	// network's first container; any network after a reboot). It must be
@@ -51,7 +53,7 @@ type Activator interface {
 }
 
 // IsDefault reports whether n is the default bridge network, whose
-// kernel side comes and goes with its containers.
+// kernel side comes with its first container and goes at a prune.
 func (n *Network) IsDefault() bool {
 	return n.Name == NameBridge && n.Driver == DriverBridge
 }
@@ -85,8 +87,8 @@ func (k *Kernel) Activate(_ context.Context, n *Network) error {
 	return k.up(n, false)
 }
 
-// Deactivate takes the default network's bridge and rules down once its
-// last container has gone. User networks keep theirs until `network rm`.
+// Deactivate takes the default network's bridge and rules down (Prune,
+// with no container on it). User networks keep theirs until `network rm`.
 func (k *Kernel) Deactivate(_ context.Context, n *Network) error {
 	if !n.IsDefault() {
 		return nil
@@ -167,9 +169,10 @@ func IPForwardChanged(root string) string {
 // --- endpoints with their network's kernel side ---
 
 // lifecycleLock is taken around a default-network endpoint's allocation
-// and Activate, and around its release and Deactivate, so the last
-// container's Deactivate never removes the bridge that a container
-// starting at the same moment has just been given an address on.
+// and Activate, and around Prune's check that the default network is
+// unused and its Deactivate, so a prune never removes the bridge that a
+// container starting at the same moment has just been given an address
+// on.
 func (m *Manager) lifecycleLock() (func(), error) {
 	unlock, err := metadb.Lock(filepath.Join(filepath.Dir(m.db.Path()), "network.lock"), unix.LOCK_EX)
 	if err != nil {
@@ -208,27 +211,14 @@ func (m *Manager) Connect(ctx context.Context, ref string, req EndpointRequest) 
 }
 
 // Disconnect releases the container's endpoints, on the networks refs
-// or, with none given, on every network; and when the default network is
-// left without endpoints, takes its kernel side down (Deactivate). The
-// release is one transaction. A container or network that is gone is no
-// error: removal paths call this after crashes too. It returns the
-// networks the container left.
+// or, with none given, on every network, in one transaction. The
+// networks' kernel sides stay (the default one until a prune). A
+// container or network that is gone is no error: removal paths call this
+// after crashes too. It returns the networks the container left.
 func (m *Manager) Disconnect(ctx context.Context, containerID string, refs ...string) ([]*Network, error) {
-	act, lazy := m.driver.(Activator)
-	var unlock func()
-	if lazy {
-		// Cheap and short; taken whether or not the default network is
-		// among them, since that is known only inside the transaction.
-		var err error
-		if unlock, err = m.lifecycleLock(); err != nil {
-			return nil, err
-		}
-		defer unlock()
-	}
 	var left []*Network
-	var idle *Network // the default network, if it is now unused
 	err := m.db.Update(func(tx *bolt.Tx) error {
-		left, idle = nil, nil
+		left = nil
 		root := tx.Bucket(bucketEndpoints)
 		if root == nil {
 			return nil
@@ -266,21 +256,41 @@ func (m *Manager) Disconnect(ctx context.Context, containerID string, refs ...st
 				return err
 			}
 			left = append(left, &rec.Network)
-			if rec.IsDefault() {
-				if k, _ := eb.Cursor().First(); k == nil {
-					idle = &rec.Network
-				}
-			}
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if lazy && idle != nil {
-		if err := act.Deactivate(ctx, idle); err != nil {
-			return left, fmt.Errorf("network %s: %w", idle.Name, err)
-		}
-	}
 	return left, nil
+}
+
+// deactivateIdleDefault takes the default network's kernel side down if
+// no container is attached to it (Prune). Under the lifecycle lock, so
+// no Connect gets an address on it meanwhile.
+func (m *Manager) deactivateIdleDefault(ctx context.Context) error {
+	act, lazy := m.driver.(Activator)
+	if !lazy {
+		return nil
+	}
+	n, err := m.Get(NameBridge)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil || !n.IsDefault() {
+		return err
+	}
+	unlock, err := m.lifecycleLock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	used, err := m.AllEndpoints()
+	if err != nil || len(used[n.ID]) > 0 {
+		return err
+	}
+	if err := act.Deactivate(ctx, n); err != nil {
+		return fmt.Errorf("network %s: %w", n.Name, err)
+	}
+	return nil
 }

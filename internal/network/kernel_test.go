@@ -90,8 +90,9 @@ func TestKernelUserNetwork(t *testing.T) {
 }
 
 // TestKernelDefaultLazy: the default network's bridge comes with its
-// first endpoint and goes with its last, also under concurrent connects
-// and disconnects; a user network's stays until it is removed.
+// first endpoint, stays after its last (as docker0), and goes at a prune
+// that finds it unused, also while containers connect and disconnect
+// concurrently: a connected container always has its bridge.
 func TestKernelDefaultLazy(t *testing.T) {
 	testutil.RequiresRoot(t)
 	host := bridgetest.New(t, "host")
@@ -126,11 +127,17 @@ func TestKernelDefaultLazy(t *testing.T) {
 		if _, err := m.Disconnect(ctx, "c2"); err != nil {
 			return err
 		}
+		if !linkUp("berthkt1") {
+			t.Errorf("the default bridge went with its last endpoint; it stays until a prune")
+		}
+		if _, err := m.Prune(ctx, Filter{}); err != nil {
+			return err
+		}
 		if linkUp("berthkt1") {
-			t.Errorf("the default bridge outlived its last endpoint")
+			t.Errorf("prune left the unused default bridge")
 		}
 		if ok, _ := nft.Exists(); ok {
-			t.Errorf("nftables table left after the last endpoint went")
+			t.Errorf("nftables table left after a prune with no network in use")
 		}
 		// Gone twice is no error.
 		if left, err := m.Disconnect(ctx, "c2"); err != nil || len(left) != 0 {
@@ -139,11 +146,27 @@ func TestKernelDefaultLazy(t *testing.T) {
 		return nil
 	})
 
-	// Concurrent connects and disconnects never leave an endpoint on a
-	// missing bridge, nor a bridge without endpoints. Each goroutine
-	// enters the test's namespace itself.
+	// Concurrent connects, disconnects and prunes never leave an endpoint
+	// on a missing bridge. Each goroutine enters the test's namespace
+	// itself.
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)
+	stop := make(chan struct{})
+	pruned := make(chan error, 1)
+	go func() {
+		pruned <- host.Do(func() error {
+			for {
+				select {
+				case <-stop:
+					return nil
+				default:
+				}
+				if _, err := m.Prune(ctx, Filter{}); err != nil {
+					return err
+				}
+			}
+		})
+	}()
 	for i := range 8 {
 		wg.Add(1)
 		go func() {
@@ -166,6 +189,8 @@ func TestKernelDefaultLazy(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	close(stop)
+	errs <- <-pruned
 	close(errs)
 	for err := range errs {
 		if err != nil {
@@ -173,8 +198,11 @@ func TestKernelDefaultLazy(t *testing.T) {
 		}
 	}
 	host.Must(t, func() error {
+		if _, err := m.Prune(ctx, Filter{}); err != nil {
+			return err
+		}
 		if linkUp("berthkt1") {
-			t.Errorf("the default bridge is left after every endpoint went")
+			t.Errorf("the default bridge is left after every endpoint went and a prune")
 		}
 		return nil
 	})

@@ -492,7 +492,10 @@ func (m *Manager) remove(ctx context.Context, ref string) (string, error) {
 
 // Prune removes every network that is not predefined, has no endpoints
 // and matches f, and returns their names. A network that fails to go is
-// left and reported (the first such error); the others still go.
+// left and reported (the first such error); the others still go. An
+// unused default network loses its bridge and rules too (its record
+// stays, and its next container brings them back): after `rm` of every
+// container and a prune, berth holds nothing in the kernel.
 func (m *Manager) Prune(ctx context.Context, f Filter) ([]string, error) {
 	nets, err := m.List()
 	if err != nil {
@@ -519,6 +522,9 @@ func (m *Manager) Prune(ctx context.Context, f Filter) ([]string, error) {
 		case first == nil:
 			first = err
 		}
+	}
+	if err := m.deactivateIdleDefault(ctx); err != nil && first == nil {
+		first = err
 	}
 	return names, first
 }

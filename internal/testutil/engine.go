@@ -82,11 +82,20 @@ func (b *Berth) Bridges() []string {
 }
 
 // checkNoPorts: with every container gone, no veth is left on b's
-// bridges.
+// bridges. The kernel deletes a removed container's veth pair as its
+// namespace dies, in a worker, moments after rm returns: give it a few
+// seconds.
 func (b *Berth) checkNoPorts(t *testing.T, bridges []string) {
 	t.Helper()
 	for _, br := range bridges {
-		if ents, err := os.ReadDir("/sys/class/net/" + br + "/brif"); err == nil && len(ents) > 0 {
+		ports := func() []os.DirEntry {
+			ents, _ := os.ReadDir("/sys/class/net/" + br + "/brif")
+			return ents
+		}
+		for deadline := time.Now().Add(5 * time.Second); len(ports()) > 0 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if ents := ports(); len(ents) > 0 {
 			var names []string
 			for _, e := range ents {
 				names = append(names, e.Name())

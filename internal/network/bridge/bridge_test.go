@@ -390,22 +390,53 @@ func TestAttachFailureLeavesNothing(t *testing.T) {
 	}
 }
 
+// TestDeleteNetNSTakesItsVeths: deleting a namespace (as rm -f after a
+// kill -9 of the monitor: no Detach) takes its veths with it, through the
+// kernel's namespace cleanup; and one that something else still pins (an
+// open descriptor here, an escaped process or a mount copy in life) keeps
+// its veth only down, carrying nothing, until the pin goes.
 func TestDeleteNetNSTakesItsVeths(t *testing.T) {
 	testutil.RequiresRoot(t)
 	t.Parallel()
 	tp := newTopo(t)
 	c1, _ := tp.container(t, "c1", "10.30.0.2/24")
-	tp.container(t, "c2", "10.30.0.3/24")
+	c2, _ := tp.container(t, "c2", "10.30.0.3/24")
 	if v := tp.veths(t); len(v) != 2 {
 		t.Fatalf("veths: %v", v)
 	}
-	// As rm -f after a kill -9 of the monitor: no Detach, just the
-	// namespace. Its veth must be gone when DeleteNetNS returns.
+	vethsLeft := func(n int) func() error {
+		return func() error {
+			if v := tp.veths(t); len(v) != n {
+				return fmt.Errorf("veths on the host: %v, want %d", v, n)
+			}
+			return nil
+		}
+	}
 	if err := bridge.DeleteNetNS(c1.Path); err != nil {
 		t.Fatal(err)
 	}
-	if v := tp.veths(t); len(v) != 1 {
-		t.Errorf("veths right after DeleteNetNS: %v, want 1", v)
+	if err := bridgetest.Eventually(5*time.Second, vethsLeft(1)); err != nil {
+		t.Errorf("after DeleteNetNS: %v", err)
+	}
+
+	addr := netip.MustParseAddr("10.30.0.3")
+	if err := bridgetest.Eventually(3*time.Second, func() error { return tp.host.Ping(addr) }); err != nil {
+		t.Fatalf("c2 unreachable before its deletion: %v", err)
+	}
+	pin, err := os.Open(c2.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pin.Close()
+	if err := bridge.DeleteNetNS(c2.Path); err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.host.Ping(addr); err == nil {
+		t.Errorf("c2's address still answers after DeleteNetNS while its namespace is pinned")
+	}
+	pin.Close()
+	if err := bridgetest.Eventually(5*time.Second, vethsLeft(0)); err != nil {
+		t.Errorf("after the pin went: %v", err)
 	}
 }
 
