@@ -24,15 +24,19 @@ import (
 // runRoot is --run-root: sockets and runtime state, on a tmpfs.
 var runRoot string
 
+// effectiveRunRoot is --run-root, or the default that goes with --root.
+func effectiveRunRoot() string {
+	if runRoot != "" {
+		return runRoot
+	}
+	return container.DefaultRunRoot(engineRoot)
+}
+
 func containerEngine() (*container.Engine, error) {
 	if err := os.MkdirAll(engineRoot, 0o711); err != nil {
 		return nil, fmt.Errorf("create --root %s: %w", engineRoot, err)
 	}
-	rr := runRoot
-	if rr == "" {
-		rr = container.DefaultRunRoot(engineRoot)
-	}
-	e, err := container.New(engineRoot, rr)
+	e, err := container.New(engineRoot, effectiveRunRoot())
 	if err != nil {
 		return nil, err
 	}

@@ -309,6 +309,9 @@ func newNetworkRmCommand() *cobra.Command {
 				}
 				fmt.Fprintln(cmd.OutOrStdout(), ref)
 			}
+			if err := notifyDNS(); err != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "berth: %v\n", err)
+			}
 			if failed {
 				return exitError{1} // as Docker
 			}
@@ -344,6 +347,9 @@ func newNetworkPruneCommand() *cobra.Command {
 			ctx, stop := interruptible()
 			defer stop()
 			names, err := m.Prune(ctx, f)
+			if nerr := notifyDNS(); err == nil {
+				err = nerr
+			}
 			if len(names) > 0 {
 				fmt.Fprintln(out, "Deleted Networks:")
 				for _, n := range names {

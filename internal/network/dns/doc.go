@@ -1,7 +1,7 @@
 // Package dns resolves container names on user-defined networks without a
 // daemon: one small DNS server process per berth root, as podman's
 // aardvark-dns, started on demand by the first container that needs it
-// and gone with the last.
+// and gone a while after the last (at once when no user network is left).
 //
 // # What it answers
 //
@@ -74,8 +74,13 @@
 // that crashed before notifying is caught up): it re-reads the records
 // through network.Manager (no long-lived database handle), binds new
 // gateways, closes gone ones. When no user network has endpoints left, it
-// takes ensure.lock exclusively, reads the records once more, and if they
-// are still empty stops listening, removes <run-root>/dns and exits. The
+// lingers (DefaultLinger, 60 s) while user networks exist, listening on
+// nothing but still answering Notify: a `run --rm` loop or a compose
+// restart then finds it running instead of paying for a start and an exit
+// (~40 ms of a lone container). When the linger runs out, or no user
+// network is left (`network rm` and `prune` Notify it), it takes
+// ensure.lock exclusively, reads the records once more, and if they still
+// let it go stops listening, removes <run-root>/dns and exits. The
 // exclusive lock is what makes this safe: an Ensure is either before (it
 // sees no server and starts one) or after (the re-read sees its
 // endpoint). A server killed outright leaves its directory; the next

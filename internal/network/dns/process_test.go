@@ -54,6 +54,14 @@ func serverMain(args []string) int {
 		return 2
 	}
 	o := RunOptions{Root: *root, RunRoot: *runRoot, ResolvConf: os.Getenv("BERTH_DNS_TEST_RESOLV_CONF")}
+	if v := os.Getenv("BERTH_DNS_TEST_LINGER"); v != "" { // zero otherwise: exit with the last endpoint
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		o.Linger = d
+	}
 	if o.ResolvConf == "" {
 		fmt.Fprintln(os.Stderr, "BERTH_DNS_TEST_RESOLV_CONF is not set: refusing to forward to the host's resolvers")
 		return 2
@@ -274,6 +282,92 @@ func TestServerProcess(t *testing.T) {
 	waitNoServer(t, runRoot)
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("%s left by a server started without endpoints", dir)
+	}
+}
+
+// TestServerProcessLinger: with a linger, the server outlives the last
+// endpoint while user networks exist, so the next container finds it
+// running (no second start); it exits at once when the last user network
+// goes, and by itself when the linger runs out.
+func TestServerProcessLinger(t *testing.T) {
+	testutil.RequiresRoot(t)
+	subnets := loopNets(2)
+	root := t.TempDir()
+	runRoot := filepath.Join(root, "run")
+	dir := stateDir(runRoot)
+	t.Setenv("BERTH_DNS_TEST_RESOLV_CONF", writeResolvConf(t, host(subnets[1], 53)))
+	t.Setenv("BERTH_DNS_TEST_LINGER", "1h")
+	t.Cleanup(func() {
+		for _, pid := range servers(runRoot) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	m := newTestManager(t, root)
+	a := createNet(t, m, "lin", subnets[0])
+	id := func(i int) string { return fmt.Sprintf("c%d", i) + strings.Repeat("0", 62) }
+
+	first := allocate(t, m, "lin", id(1), "first")
+	if err := Ensure(root, runRoot); err != nil {
+		t.Fatal(err)
+	}
+	pids := servers(runRoot)
+	if len(pids) != 1 {
+		t.Fatalf("servers: %v, want one", pids)
+	}
+	mustResolve(t, a.Gateway, first, "first.", first)
+	if err := m.ReleaseContainer(id(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := Notify(runRoot); err != nil {
+		t.Fatal(err)
+	}
+	if now := servers(runRoot); !slices.Equal(now, pids) {
+		t.Fatalf("servers after the last endpoint went: %v, want %v still lingering", now, pids)
+	}
+	// The next container: the same server, which answers for it at once.
+	second := allocate(t, m, "lin", id(2), "second")
+	if err := Ensure(root, runRoot); err != nil {
+		t.Fatal(err)
+	}
+	if now := servers(runRoot); !slices.Equal(now, pids) {
+		t.Errorf("servers for the next container: %v, want %v", now, pids)
+	}
+	mustResolve(t, a.Gateway, second, "second.", second)
+	if log, _ := os.ReadFile(filepath.Join(dir, logFile)); strings.Count(string(log), " started") != 1 {
+		t.Errorf("the server was started again:\n%s", log)
+	}
+	// No user network left: it exits now, leaving nothing.
+	if err := m.ReleaseContainer(id(2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Remove(context.Background(), "lin"); err != nil {
+		t.Fatal(err)
+	}
+	if err := Notify(runRoot); err != nil {
+		t.Fatal(err)
+	}
+	waitNoServer(t, runRoot, pids...)
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("%s left after the last user network went", dir)
+	}
+
+	// A short linger runs out by itself.
+	t.Setenv("BERTH_DNS_TEST_LINGER", "300ms")
+	createNet(t, m, "lin2", subnets[0])
+	allocate(t, m, "lin2", id(3), "third")
+	if err := Ensure(root, runRoot); err != nil {
+		t.Fatal(err)
+	}
+	pids = servers(runRoot)
+	if err := m.ReleaseContainer(id(3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := Notify(runRoot); err != nil {
+		t.Fatal(err)
+	}
+	waitNoServer(t, runRoot, pids...)
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("%s left after the linger ran out", dir)
 	}
 }
 

@@ -32,6 +32,7 @@ const (
 // swaps it whole.
 type state struct {
 	table     *Table
+	userNets  int      // user-defined bridge networks, with endpoints or not
 	search    []string // the host's search domains, lower-case, no dots at the ends
 	upstreams []string // host:port of the host's resolvers
 }

@@ -22,6 +22,14 @@ import (
 // Notify, or an older berth that does not notify, is caught up with soon.
 const reloadInterval = 5 * time.Second
 
+// DefaultLinger is how long `berth network-dns` stays once no container
+// is left on a user network, while user networks exist: the next
+// container on one (a `run --rm` loop, a compose restart) then finds it
+// running instead of paying for a server's start and exit (~40 ms of a
+// lone `run --rm` on this project's VM). With no user network left it
+// exits at once.
+const DefaultLinger = 60 * time.Second
+
 // RunOptions configure Run.
 type RunOptions struct {
 	Root, RunRoot string
@@ -35,11 +43,16 @@ type RunOptions struct {
 	Port int
 	// Interval is reloadInterval but in tests.
 	Interval time.Duration
+	// Linger is how long the server stays without endpoints while user
+	// networks exist (DefaultLinger for berth); zero: it exits as soon
+	// as no endpoint is left.
+	Linger time.Duration
 }
 
 // Run is the `berth network-dns` process: it serves the names of the
-// root's user networks until none has endpoints left, or ctx ends, and
-// then removes its files. See doc.go for the protocol with Ensure.
+// root's user networks until none has endpoints left (and either no user
+// network is left or o.Linger has passed), or ctx ends, and then removes
+// its files. See doc.go for the protocol with Ensure.
 func Run(ctx context.Context, o RunOptions) error {
 	if o.ResolvConf == "" {
 		o.ResolvConf = HostResolvConf
@@ -65,6 +78,9 @@ type runner struct {
 	dir  string
 	logf func(string, ...any)
 	srv  *Server
+	// idleSince is when the records were first seen without endpoints,
+	// zero while there are some.
+	idleSince time.Time
 }
 
 // ready tells Ensure how the start went, once.
@@ -119,13 +135,14 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	if st.table.Empty() {
 		// Started for nothing (the last container went meanwhile, or a
-		// Notify restarts a dead server to clean up after it).
+		// Notify restarts a dead server to clean up after it): no reason
+		// to linger.
 		if r.o.Ready != nil {
 			r.cleanup(false) // Ensure holds the ensure lock for us
 			r.ready(nil)
 			return nil
 		}
-		if r.exitIfIdle() {
+		if r.exitIfIdle(true) {
 			return nil
 		}
 	} else {
@@ -135,6 +152,9 @@ func (r *runner) run(ctx context.Context) error {
 
 	tick := time.NewTicker(r.o.Interval)
 	defer tick.Stop()
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	defer linger.Stop()
 	var lastErr error
 	for {
 		select {
@@ -145,6 +165,7 @@ func (r *runner) run(ctx context.Context) error {
 			return nil
 		case <-events:
 		case <-tick.C:
+		case <-linger.C:
 		}
 		at, st, err := r.load()
 		if err != nil {
@@ -154,14 +175,33 @@ func (r *runner) run(ctx context.Context) error {
 			lastErr = err
 			continue
 		}
-		if st.table.Empty() {
-			if r.exitIfIdle() {
-				return nil
-			}
+		if !st.table.Empty() {
+			r.idleSince = time.Time{}
+			lastErr = r.update(at, st, lastErr)
 			continue
 		}
+		if r.idleSince.IsZero() {
+			r.idleSince = time.Now()
+		}
+		if r.mayExit(st) {
+			if r.exitIfIdle(false) {
+				return nil
+			}
+			continue // it served what it found instead
+		}
+		// Lingering: nothing to serve, but answer the Notify that told
+		// us, and come back when the time is up.
 		lastErr = r.update(at, st, lastErr)
+		if left := r.o.Linger - time.Since(r.idleSince); left > 0 {
+			linger.Reset(left)
+		}
 	}
+}
+
+// mayExit reports whether records without endpoints (st) let the server
+// go now: no user network is left, or it has lingered long enough.
+func (r *runner) mayExit(st *state) bool {
+	return st.userNets == 0 || time.Since(r.idleSince) >= r.o.Linger
 }
 
 // lockServer takes server.lock, or fails with EWOULDBLOCK when another
@@ -198,10 +238,11 @@ func (r *runner) update(at time.Time, st *state, lastErr error) error {
 
 // exitIfIdle is the decision to leave, taken under the exclusive ensure
 // lock: with it, no Ensure can be between committing an endpoint and
-// finding us running. If the records still have no endpoint, the server
-// stops listening and removes its directory before releasing the locks,
-// and reports true; if one appeared meanwhile, it serves it.
-func (r *runner) exitIfIdle() bool {
+// finding us running. If the records still have no endpoint (and, unless
+// now is set, still let the server go: mayExit), the server stops
+// listening and removes its directory before releasing the locks, and
+// reports true; if one appeared meanwhile, it serves it.
+func (r *runner) exitIfIdle(now bool) bool {
 	lk, err := lockFile(r.dir, ensureLock, unix.LOCK_EX)
 	if err != nil {
 		r.logf("lock to exit: %v", err)
@@ -214,10 +255,17 @@ func (r *runner) exitIfIdle() bool {
 		return false
 	}
 	if !st.table.Empty() {
-		r.update(at, st, nil)
+		r.idleSince = time.Time{}
+	}
+	if !st.table.Empty() || (!now && !r.mayExit(st)) {
+		r.update(at, st, nil) // serve it, and answer a Notify waiting
 		return false
 	}
-	r.logf("no user network has containers: exiting")
+	if st.userNets == 0 {
+		r.logf("no user network left: exiting")
+	} else {
+		r.logf("no user network has containers: exiting")
+	}
 	r.srv.Close()
 	r.cleanup(false)
 	return true
@@ -255,6 +303,7 @@ func (r *runner) load() (time.Time, *state, error) {
 // root does not bring it back.
 func loadState(root, resolvConf string) (*state, error) {
 	t := NewTable(nil, nil)
+	userNets := 0
 	_, err := os.Stat(root) // before metadb.Open, which makes the root
 	if err == nil {
 		var db *metadb.DB
@@ -280,12 +329,17 @@ func loadState(root, resolvConf string) (*state, error) {
 			return nil, fmt.Errorf("read the endpoints: %w", err)
 		}
 		t = NewTable(nets, eps)
+		for _, n := range nets {
+			if !n.Predefined() && n.Driver == network.DriverBridge {
+				userNets++
+			}
+		}
 	}
 	hc, err := readHostConf(resolvConf, func(a netip.Addr) bool { _, ours := t.byGateway[a]; return ours })
 	if err != nil {
 		return nil, err
 	}
-	return &state{table: t, search: hc.search, upstreams: hc.servers}, nil
+	return &state{table: t, userNets: userNets, search: hc.search, upstreams: hc.servers}, nil
 }
 
 // watch reports changes of the trigger's attributes (Notify's utimes)
