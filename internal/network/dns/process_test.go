@@ -305,30 +305,35 @@ func TestServerProcessLinger(t *testing.T) {
 	m := newTestManager(t, root)
 	a := createNet(t, m, "lin", subnets[0])
 	id := func(i int) string { return fmt.Sprintf("c%d", i) + strings.Repeat("0", 62) }
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	gone := func(why string, pids []int) {
+		t.Helper()
+		waitNoServer(t, runRoot, pids...)
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("%s left after %s", dir, why)
+		}
+	}
 
 	first := allocate(t, m, "lin", id(1), "first")
-	if err := Ensure(root, runRoot); err != nil {
-		t.Fatal(err)
-	}
+	must(Ensure(root, runRoot))
 	pids := servers(runRoot)
 	if len(pids) != 1 {
 		t.Fatalf("servers: %v, want one", pids)
 	}
 	mustResolve(t, a.Gateway, first, "first.", first)
-	if err := m.ReleaseContainer(id(1)); err != nil {
-		t.Fatal(err)
-	}
-	if err := Notify(runRoot); err != nil {
-		t.Fatal(err)
-	}
+	must(m.ReleaseContainer(id(1)))
+	must(Notify(runRoot))
 	if now := servers(runRoot); !slices.Equal(now, pids) {
 		t.Fatalf("servers after the last endpoint went: %v, want %v still lingering", now, pids)
 	}
 	// The next container: the same server, which answers for it at once.
 	second := allocate(t, m, "lin", id(2), "second")
-	if err := Ensure(root, runRoot); err != nil {
-		t.Fatal(err)
-	}
+	must(Ensure(root, runRoot))
 	if now := servers(runRoot); !slices.Equal(now, pids) {
 		t.Errorf("servers for the next container: %v, want %v", now, pids)
 	}
@@ -337,38 +342,20 @@ func TestServerProcessLinger(t *testing.T) {
 		t.Errorf("the server was started again:\n%s", log)
 	}
 	// No user network left: it exits now, leaving nothing.
-	if err := m.ReleaseContainer(id(2)); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Remove(context.Background(), "lin"); err != nil {
-		t.Fatal(err)
-	}
-	if err := Notify(runRoot); err != nil {
-		t.Fatal(err)
-	}
-	waitNoServer(t, runRoot, pids...)
-	if _, err := os.Stat(dir); !os.IsNotExist(err) {
-		t.Errorf("%s left after the last user network went", dir)
-	}
+	must(m.ReleaseContainer(id(2)))
+	must(m.Remove(context.Background(), "lin"))
+	must(Notify(runRoot))
+	gone("the last user network went", pids)
 
 	// A short linger runs out by itself.
 	t.Setenv("BERTH_DNS_TEST_LINGER", "300ms")
 	createNet(t, m, "lin2", subnets[0])
 	allocate(t, m, "lin2", id(3), "third")
-	if err := Ensure(root, runRoot); err != nil {
-		t.Fatal(err)
-	}
+	must(Ensure(root, runRoot))
 	pids = servers(runRoot)
-	if err := m.ReleaseContainer(id(3)); err != nil {
-		t.Fatal(err)
-	}
-	if err := Notify(runRoot); err != nil {
-		t.Fatal(err)
-	}
-	waitNoServer(t, runRoot, pids...)
-	if _, err := os.Stat(dir); !os.IsNotExist(err) {
-		t.Errorf("%s left after the linger ran out", dir)
-	}
+	must(m.ReleaseContainer(id(3)))
+	must(Notify(runRoot))
+	gone("the linger ran out", pids)
 }
 
 // TestServerProcessTerm: SIGTERM stops the server and removes its files
