@@ -222,7 +222,14 @@ func (e *Engine) setupNetwork(c *Container) (s *netSetup, err error) {
 		return s, e.joinContainerNetwork(c, ref, s)
 	}
 	if !onBridge(mode) {
-		return s, e.writeNetFiles(c, s, nil)
+		if err := e.attachPredefined(c, mode, s); err != nil {
+			return nil, err
+		}
+		if err := e.writeNetFiles(c, s, nil); err != nil {
+			e.detachPredefined(c)
+			return nil, err
+		}
+		return s, nil
 	}
 	m, err := e.networks()
 	if err != nil {
@@ -354,6 +361,38 @@ func (e *Engine) setupNetwork(c *Container) (s *netSetup, err error) {
 		}
 	}
 	return s, nil
+}
+
+// attachPredefined gives a container on the host or none network an
+// endpoint there, without an address: what `network inspect host` lists,
+// as Docker's does for a running container.
+func (e *Engine) attachPredefined(c *Container, mode string, s *netSetup) error {
+	if (mode != modeHost && mode != modeNone) || e.Networks == nil {
+		return nil
+	}
+	m, err := e.networks()
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	n, ep, err := e.connect(ctx, m, mode, network.EndpointRequest{ContainerID: c.ID, Name: c.Name})
+	if err != nil {
+		return err
+	}
+	es := s.settings.Networks[mode]
+	if es == nil {
+		es = &EndpointSettings{}
+		s.settings.Networks[mode] = es
+	}
+	es.fill(n, ep, c)
+	return nil
+}
+
+// detachPredefined releases what attachPredefined made.
+func (e *Engine) detachPredefined(c *Container) {
+	if e.Networks != nil {
+		e.Networks.Disconnect(context.Background(), c.ID)
+	}
 }
 
 // record puts what the start gave the container into its record. A
@@ -494,8 +533,9 @@ func (e *Engine) teardownNetwork(c *Container) error {
 	if fileExists(nsPath) {
 		errs = append(errs, bridge.DeleteNetNS(nsPath))
 	}
-	// Only bridge modes have endpoints: connect refuses the others.
-	if onBridge(c.HostConfig.NetworkMode) && e.Networks != nil {
+	// Bridge modes have endpoints, and host and none one without an
+	// address each; container:NAME has none (connect refuses it).
+	if _, joined := containerMode(c.HostConfig.NetworkMode); !joined && e.Networks != nil {
 		left, err := e.Networks.Disconnect(context.Background(), c.ID)
 		errs = append(errs, err)
 		if usesUserNetwork(left) {

@@ -329,6 +329,23 @@ func TestNetworkModes(t *testing.T) {
 	if out := b.Must("run", "--rm", "--network", "host", "bb", "ls", "/sys/class/net"); len(strings.Fields(out)) != len(hostIfs) {
 		t.Errorf("--network host: %q, the host has %d interfaces", out, len(hostIfs))
 	}
+	// Running containers of host and none are listed on those networks,
+	// as Docker lists them, with an endpoint but no address.
+	for _, mode := range []string{"host", "none"} {
+		id := b.Must("run", "-d", "--name", "on-"+mode, "--network", mode, "bb", "sleep", "100")
+		out := b.Must("network", "inspect", "-f", `{{range $k, $v := .Containers}}{{$k}} {{$v.Name}} {{$v.IPv4Address}}|{{end}}`, mode)
+		if out != id+" on-"+mode+" |" {
+			t.Errorf("network inspect %s: %q, want %s on-%s with no address", mode, out, id, mode)
+		}
+		if ep := b.Must("inspect", "-f", "{{(index .NetworkSettings.Networks \""+mode+"\").EndpointID}}", id); len(ep) != 64 {
+			t.Errorf("inspect: endpoint on %s: %q", mode, ep)
+		}
+		b.Must("stop", "-t", "0", id)
+		if out := b.Must("network", "inspect", "-f", "{{len .Containers}}", mode); out != "0" {
+			t.Errorf("network inspect %s after stop: %s containers", mode, out)
+		}
+		b.Must("rm", id)
+	}
 	a := b.Must("run", "-d", "--name", "a", "bb", "sleep", "100")
 	mac := b.Must("exec", "a", "cat", "/sys/class/net/eth0/address")
 	out := b.Must("run", "--rm", "--network", "container:a", "bb", "sh", "-c", "cat /sys/class/net/eth0/address; hostname")

@@ -23,7 +23,10 @@
 // berth0 with the first free default subnet, made lazily rather than at
 // install time so that it dodges whatever the host has by then (docker0's
 // 172.17.0.0/16 if Docker runs here). host and none are records without
-// addresses, so that `network inspect host` lists the containers on it.
+// addresses; a running container of --network host or none has an
+// endpoint on its record without an address (made in the start hook,
+// released at exit), so that `network inspect host` lists it, as
+// Docker's does.
 // None of the three can be removed, and no user network may take their
 // names.
 //
