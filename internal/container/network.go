@@ -286,7 +286,8 @@ func (e *Engine) setupNetwork(c *Container) (s *netSetup, err error) {
 		if ref == "" {
 			ref = name
 		}
-		req := network.EndpointRequest{ContainerID: c.ID, Name: c.Name, Aliases: slices.Clone(es.Aliases)}
+		req := network.EndpointRequest{ContainerID: c.ID, Name: c.Name, Aliases: slices.Clone(es.Aliases),
+			DNS: c.HostConfig.Dns, DNSSearch: c.HostConfig.DnsSearch}
 		if es.IPAMConfig != nil && es.IPAMConfig.IPv4Address != "" {
 			if req.IP, err = netip.ParseAddr(es.IPAMConfig.IPv4Address); err != nil {
 				return nil, fmt.Errorf("invalid IPv4 address: %s: %w", es.IPAMConfig.IPv4Address, errdefs.ErrInvalidArgument)
@@ -843,7 +844,8 @@ func (e *Engine) ConnectNetwork(ref, netRef string, o NetworkOpts) (err error) {
 	}
 
 	ctx := context.Background()
-	req := network.EndpointRequest{ContainerID: c.ID, Name: c.Name, Aliases: slices.Clone(o.Aliases), IP: ip}
+	req := network.EndpointRequest{ContainerID: c.ID, Name: c.Name, Aliases: slices.Clone(o.Aliases), IP: ip,
+		DNS: c.HostConfig.Dns, DNSSearch: c.HostConfig.DnsSearch}
 	n, ep, err := e.connect(ctx, m, n.ID, req)
 	if err != nil {
 		return err

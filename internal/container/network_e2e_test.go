@@ -8,12 +8,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/network"
 	"github.com/berth-dev/berth/internal/network/bridge/bridgetest"
 	"github.com/berth-dev/berth/internal/testutil"
 )
@@ -598,4 +600,38 @@ func TestNetworkNATToRemote(t *testing.T) {
 		t.Errorf("an --internal container with its own default route reached the remote host %s: %s", dst, out)
 	}
 	b.Must("network", "rm", "outside", "closed")
+}
+
+// TestNetworkContainerDNSServers: on a user network, a container's --dns
+// and --dns-search reach the DNS server's records (its endpoint), which
+// forwards its queries to those servers (tested with the real server in
+// namespaces of its own: dns.TestForwardOnBridges), while its resolv.conf
+// names the gateway. No query is sent here: one that went wrong would
+// reach the host's resolvers.
+func TestNetworkContainerDNSServers(t *testing.T) {
+	b := newNetBerth(t)
+	b.Must("network", "create", "withdns")
+	id := b.Must("run", "-d", "--network", "withdns", "--dns", "192.0.2.53", "--dns-search", "corp.test", "bb", "sleep", "100")
+	gw := b.Must("network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}", "withdns")
+	if out := b.Must("exec", id, "cat", "/etc/resolv.conf"); !strings.Contains(out, "nameserver "+gw+"\n") ||
+		strings.Contains(out, "192.0.2.53") || !strings.Contains(out, "search corp.test") {
+		t.Errorf("resolv.conf on a user network with --dns: %q, want the gateway %s as the only nameserver and the search domain", out, gw)
+	}
+	m, err := network.New(b.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := m.Get("withdns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eps, err := m.AllEndpoints()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(eps[n.ID]) != 1 || !slices.Equal(eps[n.ID][0].DNS, []string{"192.0.2.53"}) || !slices.Equal(eps[n.ID][0].DNSSearch, []string{"corp.test"}) {
+		t.Errorf("endpoints on withdns: %+v, want one with DNS [192.0.2.53] and search [corp.test]", eps[n.ID])
+	}
+	b.Must("rm", "-f", id)
+	b.Must("network", "rm", "withdns")
 }

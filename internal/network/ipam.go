@@ -25,6 +25,9 @@ type EndpointRequest struct {
 	// MAC is the hardware address the container asks for
 	// (--mac-address); empty means one derived from the IP.
 	MAC string
+	// DNS and DNSSearch are the container's --dns and --dns-search, for
+	// the DNS server (Endpoint.DNS).
+	DNS, DNSSearch []string
 }
 
 // Allocate attaches a container to the network ref (name, ID or ID
@@ -78,7 +81,8 @@ func (m *Manager) Allocate(ref string, req EndpointRequest) (*Endpoint, error) {
 				return fmt.Errorf("endpoint with name %s already exists in network %s: %w", name, rec.Name, errdefs.ErrConflict)
 			}
 		}
-		ep := &Endpoint{ID: epID, NetworkID: rec.ID, ContainerID: req.ContainerID, Name: req.Name, Aliases: slices.Clone(req.Aliases), MAC: req.MAC}
+		ep := &Endpoint{ID: epID, NetworkID: rec.ID, ContainerID: req.ContainerID, Name: req.Name, Aliases: slices.Clone(req.Aliases), MAC: req.MAC,
+			DNS: slices.Clone(req.DNS), DNSSearch: slices.Clone(req.DNSSearch)}
 		if rec.Driver == DriverBridge {
 			if !rec.Subnet.Addr().Is4() {
 				return fmt.Errorf("network %s has no IPv4 subnet in its record: remove and re-create it: %w", rec.Name, errdefs.ErrFailedPrecondition)

@@ -169,6 +169,14 @@ type Endpoint struct {
 	Address netip.Prefix
 	Gateway netip.Addr // the default route's next hop; zero on internal networks, host and none
 	MAC     string     // 02:42 and the IPv4 address, as Docker derives it; or as requested
+
+	// DNS and DNSSearch are the container's --dns servers and
+	// --dns-search domains. On user networks the container's resolver is
+	// berth's DNS server, which forwards the container's other queries
+	// to these servers instead of the host's and strips these domains
+	// too, as Docker's embedded DNS does.
+	DNS       []string `json:",omitempty"`
+	DNSSearch []string `json:",omitempty"`
 }
 
 // IP is the endpoint's address without the prefix length.

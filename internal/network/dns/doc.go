@@ -22,11 +22,15 @@
 //     host's resolvers our container names.
 //   - PTR for container addresses: "name.network.", as Docker. A PTR for
 //     another address inside a berth subnet is NXDOMAIN, not forwarded.
-//   - Anything else is forwarded to the host's resolvers, read from the
-//     host's /etc/resolv.conf at every reload, loopback ones (127.0.0.53)
-//     included: that they work is why the server is on the host side and
-//     not in each container. UDP first, TCP when the answer is truncated;
-//     no answer within 4 s (below glibc's 5 s) is SERVFAIL.
+//   - Anything else is forwarded to the asking container's own --dns
+//     servers when it has some (as Docker's embedded DNS; loopback ones
+//     excepted, which would be the host's here), else to the host's
+//     resolvers, read from the host's /etc/resolv.conf at every reload,
+//     loopback ones (127.0.0.53) included: that they work is why the
+//     server is on the host side and not in each container. UDP first,
+//     TCP when the answer is truncated; no answer within 4 s (below
+//     glibc's 5 s) is SERVFAIL. A container's --dns-search domains are
+//     stripped from its queries as the host's search domains are.
 //   - On --internal networks names outside the network are REFUSED: such
 //     a network has no way out, and forwarding would be one (DNS tunnels).
 //

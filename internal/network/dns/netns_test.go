@@ -2,14 +2,20 @@ package dns
 
 import (
 	"errors"
+	"fmt"
+	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	mdns "github.com/miekg/dns"
 
+	"github.com/berth-dev/berth/internal/network"
 	"github.com/berth-dev/berth/internal/network/bridge"
 	"github.com/berth-dev/berth/internal/network/bridge/bridgetest"
 	"github.com/berth-dev/berth/internal/testutil"
@@ -112,4 +118,137 @@ func TestServerOnBridges(t *testing.T) {
 	if len(resp.Answer) != 0 {
 		t.Errorf("nsb's gateway answered alpha: %v", resp.Answer)
 	}
+}
+
+// TestForwardOnBridges: the real server and forwarder, inside a host
+// namespace of the test's own, send a container's outside queries to its
+// own --dns server and another container's to the host's resolvers. Both
+// upstreams are fakes in namespaces this test makes, hung off its host
+// namespace: no query can leave, whatever the code does.
+func TestForwardOnBridges(t *testing.T) {
+	testutil.RequiresRoot(t)
+	h := bridgetest.New(t, "host")
+	ctrOwn := bridgetest.New(t, "ctrown")
+	ctrHost := bridgetest.New(t, "ctrhost")
+	own := bridgetest.NewRemote(t, h)     // the container's --dns server
+	hostRes := bridgetest.NewRemote(t, h) // the "host's resolver"
+	answers := map[*bridgetest.Remote]netip.Addr{own: netip.MustParseAddr("192.0.2.7"), hostRes: netip.MustParseAddr("192.0.2.8")}
+	asked := map[*bridgetest.Remote]chan string{}
+	for r, a := range answers {
+		asked[r] = serveFakeDNS(t, r, a)
+	}
+
+	root := t.TempDir()
+	m := newTestManager(t, root)
+	n := createNet(t, m, "fwd", netip.MustParsePrefix("10.88.3.0/24"))
+	epOwn, err := m.Allocate("fwd", network.EndpointRequest{ContainerID: "co" + strings.Repeat("0", 62), Name: "own",
+		DNS: []string{own.RemoteAddr.String()}, DNSSearch: []string{"corp.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ipHost := allocate(t, m, "fwd", "ch"+strings.Repeat("0", 62), "plain")
+	h.Must(t, func() error {
+		if _, err := bridge.EnsureBridge("br-f", n.GatewayPrefix(), 0); err != nil {
+			return err
+		}
+		for _, x := range []struct {
+			ns string
+			ip netip.Addr
+		}{{ctrOwn.Path, epOwn.IP()}, {ctrHost.Path, ipHost}} {
+			if _, err := bridge.Attach(bridge.Endpoint{Bridge: "br-f", NetNS: x.ns,
+				Address: netip.PrefixFrom(x.ip, 24), Gateway: n.Gateway}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	// The server as a process started inside the test's host namespace
+	// (Ensure forks from the locked thread there): its forwarding sockets
+	// are made there too, where the only routes lead to the fakes. An
+	// in-process server would forward from the test's own namespace.
+	runRoot := filepath.Join(root, "run")
+	t.Setenv("BERTH_DNS_TEST_RESOLV_CONF", writeResolvConf(t, hostRes.RemoteAddr))
+	t.Cleanup(func() {
+		for _, pid := range servers(runRoot) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	h.Must(t, func() error { return Ensure(root, runRoot) })
+	pids := servers(runRoot)
+	if len(pids) != 1 {
+		t.Fatalf("dns servers: %v, want one", pids)
+	}
+	var want string
+	h.Must(t, func() (err error) {
+		want, err = os.Readlink("/proc/thread-self/ns/net")
+		return err
+	})
+	if got, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pids[0])); got != want {
+		t.Fatalf("the dns server runs in network namespace %q, not the test's host %q: refusing to send it queries", got, want)
+	}
+
+	for _, c := range []struct {
+		ns     *bridgetest.NS
+		src    netip.Addr
+		name   string
+		via    *bridgetest.Remote
+		answer netip.Addr
+	}{
+		{ctrOwn, epOwn.IP(), "probe.berth.test.", own, answers[own]},
+		{ctrHost, ipHost, "probe.berth.test.", hostRes, answers[hostRes]},
+		{ctrOwn, epOwn.IP(), "plain.corp.test.", nil, ipHost}, // its search domain: answered here
+	} {
+		var resp *mdns.Msg
+		err := bridgetest.Eventually(5*time.Second, func() error {
+			return c.ns.Do(func() (err error) {
+				resp, err = dig(t, n.Gateway, c.src, c.name, mdns.TypeA, false, 0)
+				return err
+			})
+		})
+		if err != nil {
+			t.Fatalf("%s from %s: %v", c.name, c.src, err)
+		}
+		if got := addrs(resp); !slices.Equal(got, []string{c.answer.String()}) {
+			t.Errorf("%s from %s: %v, want %s", c.name, c.src, got, c.answer)
+		}
+		for r, ch := range asked {
+			select {
+			case q := <-ch:
+				if r != c.via {
+					t.Errorf("%s from %s went to %s (%s)", c.name, c.src, r.RemoteAddr, q)
+				}
+			default:
+				if r == c.via {
+					t.Errorf("%s from %s never reached %s", c.name, c.src, r.RemoteAddr)
+				}
+			}
+		}
+	}
+}
+
+// serveFakeDNS answers every A query at r's address:53 with answer, and
+// reports each query asked.
+func serveFakeDNS(t *testing.T, r *bridgetest.Remote, answer netip.Addr) chan string {
+	t.Helper()
+	var pc net.PacketConn
+	r.Must(t, func() (err error) {
+		pc, err = net.ListenPacket("udp4", netip.AddrPortFrom(r.RemoteAddr, 53).String())
+		return err
+	})
+	asked := make(chan string, 16)
+	srv := &mdns.Server{PacketConn: pc, Handler: mdns.HandlerFunc(func(w mdns.ResponseWriter, req *mdns.Msg) {
+		resp := new(mdns.Msg).SetReply(req)
+		if q := req.Question[0]; q.Qtype == mdns.TypeA {
+			resp.Answer = append(resp.Answer, &mdns.A{Hdr: mdns.RR_Header{Name: q.Name, Rrtype: mdns.TypeA, Class: mdns.ClassINET, Ttl: 60},
+				A: answer.AsSlice()})
+		}
+		select {
+		case asked <- req.Question[0].Name:
+		default:
+		}
+		w.WriteMsg(resp)
+	})}
+	go srv.ActivateAndServe()
+	t.Cleanup(func() { srv.Shutdown() })
+	return asked
 }

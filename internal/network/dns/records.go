@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -17,11 +18,64 @@ import (
 type Table struct {
 	byGateway   map[netip.Addr]*netRecords
 	byContainer map[string][]*netRecords // container ID -> its networks here, by name
+	// resolvers holds the containers that have --dns servers or
+	// --dns-search domains of their own, by container ID.
+	resolvers map[string]*resolverConf
 	// private holds the subnets of every bridge network, the default one
 	// too: a PTR query for an address in them is answered here (by name
 	// or NXDOMAIN), never sent upstream, where it would only leak which
 	// addresses containers use.
 	private []netip.Prefix
+}
+
+// resolverConf is one container's own resolver settings: servers as
+// host:port, search domains lower-case without dots at the ends.
+type resolverConf struct {
+	servers []string
+	search  []string
+}
+
+// newResolverConf is ep's --dns and --dns-search as the server uses them,
+// or nil when it has neither. Loopback servers are left out: Docker's
+// embedded DNS asks them inside the container's namespace, where they
+// may run; ours runs in the host's, where 127.0.0.1 is somebody else.
+// Such a container's other queries go to the host's resolvers.
+func newResolverConf(ep *network.Endpoint) *resolverConf {
+	var rc resolverConf
+	for _, s := range ep.DNS {
+		ip, err := netip.ParseAddr(s)
+		if err != nil || ip.IsLoopback() || ip.IsUnspecified() {
+			continue
+		}
+		rc.servers = append(rc.servers, net.JoinHostPort(ip.String(), "53"))
+	}
+	for _, d := range ep.DNSSearch {
+		if d = strings.ToLower(strings.Trim(d, ".")); d != "" {
+			rc.search = append(rc.search, d)
+		}
+	}
+	if len(rc.servers) == 0 && len(rc.search) == 0 {
+		return nil
+	}
+	return &rc
+}
+
+// resolver is the resolver configuration of the container asking from
+// src on n, given the host's (search, servers): its own where it has
+// them. Its own search domains come first, as in its resolv.conf.
+func (t *Table) resolver(n *netRecords, src netip.Addr, hostSearch, hostServers []string) (search, servers []string) {
+	search, servers = hostSearch, hostServers
+	if id, ok := n.owner[src]; ok {
+		if rc := t.resolvers[id]; rc != nil {
+			if len(rc.servers) > 0 {
+				servers = rc.servers
+			}
+			if len(rc.search) > 0 {
+				search = append(slices.Clone(rc.search), hostSearch...)
+			}
+		}
+	}
+	return search, servers
 }
 
 // netRecords are one network's names.
@@ -42,7 +96,7 @@ type netRecords struct {
 // bridge network (only legacy links do), and host and none networks have
 // no address to listen on.
 func NewTable(nets []*network.Network, endpoints map[string][]*network.Endpoint) *Table {
-	t := &Table{byGateway: map[netip.Addr]*netRecords{}, byContainer: map[string][]*netRecords{}}
+	t := &Table{byGateway: map[netip.Addr]*netRecords{}, byContainer: map[string][]*netRecords{}, resolvers: map[string]*resolverConf{}}
 	sorted := slices.Clone(nets)
 	slices.SortFunc(sorted, func(a, b *network.Network) int { return strings.Compare(a.Name, b.Name) })
 	for _, n := range sorted {
@@ -77,6 +131,11 @@ func NewTable(nets []*network.Network, endpoints map[string][]*network.Endpoint)
 			if ep.ContainerID != "" {
 				r.owner[ip] = ep.ContainerID
 				t.byContainer[ep.ContainerID] = append(t.byContainer[ep.ContainerID], r)
+				if _, seen := t.resolvers[ep.ContainerID]; !seen {
+					if rc := newResolverConf(ep); rc != nil {
+						t.resolvers[ep.ContainerID] = rc
+					}
+				}
 			}
 		}
 		if len(r.owner) == 0 && len(r.names) == 0 {

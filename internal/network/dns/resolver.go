@@ -136,8 +136,9 @@ func (h *handler) answer(ctx context.Context, st *state, req *mdns.Msg, n *netRe
 		resp.Rcode = mdns.RcodeBadVers // RFC 6891: the only answer to an unknown EDNS version
 		return resp
 	}
+	search, servers := st.table.resolver(n, src, st.search, st.upstreams)
 	if q.Qclass != mdns.ClassINET && q.Qclass != mdns.ClassANY {
-		return h.forwardOrRefuse(ctx, st, req, n)
+		return h.forwardOrRefuse(ctx, servers, req, n)
 	}
 	name := strings.ToLower(strings.TrimSuffix(q.Name, "."))
 	nets := st.table.visible(n, src)
@@ -155,12 +156,12 @@ func (h *handler) answer(ctx context.Context, st *state, req *mdns.Msg, n *netRe
 				return resp
 			}
 		}
-		return h.forwardOrRefuse(ctx, st, req, n)
+		return h.forwardOrRefuse(ctx, servers, req, n)
 	}
 
-	ips, ok := lookup(nets, name, st.search)
+	ips, ok := lookup(nets, name, search)
 	if !ok {
-		return h.forwardOrRefuse(ctx, st, req, n)
+		return h.forwardOrRefuse(ctx, servers, req, n)
 	}
 	// The name is a container's: it has A records and nothing else. Other
 	// types get an empty NOERROR (the name exists), never a trip upstream
@@ -192,11 +193,12 @@ func hdr(name string, typ uint16) mdns.RR_Header {
 	return mdns.RR_Header{Name: name, Rrtype: typ, Class: mdns.ClassINET, Ttl: ttl}
 }
 
-// forwardOrRefuse sends a query that is not about containers to the
-// host's resolvers. Internal networks get REFUSED instead: they have no
-// way out by design, and a resolver that forwarded for them would be a
-// tunnel out (DNS exfiltration) through the host.
-func (h *handler) forwardOrRefuse(ctx context.Context, st *state, req *mdns.Msg, n *netRecords) *mdns.Msg {
+// forwardOrRefuse sends a query that is not about containers to servers:
+// the container's --dns ones or the host's resolvers. Internal networks
+// get REFUSED instead: they have no way out by design, and a resolver
+// that forwarded for them would be a tunnel out (DNS exfiltration)
+// through the host.
+func (h *handler) forwardOrRefuse(ctx context.Context, servers []string, req *mdns.Msg, n *netRecords) *mdns.Msg {
 	if n.internal {
 		return new(mdns.Msg).SetRcode(req, mdns.RcodeRefused)
 	}
@@ -208,7 +210,7 @@ func (h *handler) forwardOrRefuse(ctx context.Context, st *state, req *mdns.Msg,
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.budget)
 	defer cancel()
-	resp, err := h.fwd.forward(ctx, req, st.upstreams)
+	resp, err := h.fwd.forward(ctx, req, servers)
 	if err != nil {
 		return servfail(req)
 	}

@@ -64,14 +64,16 @@ func testTable() *Table {
 
 // fakeUpstream answers every forwarded query with NXDOMAIN, or fails.
 type fakeUpstream struct {
-	mu    sync.Mutex
-	asked []string
-	err   error
+	mu      sync.Mutex
+	asked   []string
+	servers [][]string // the servers each query went to
+	err     error
 }
 
 func (f *fakeUpstream) forward(_ context.Context, req *mdns.Msg, servers []string) (*mdns.Msg, error) {
 	f.mu.Lock()
 	f.asked = append(f.asked, req.Question[0].Name)
+	f.servers = append(f.servers, servers)
 	f.mu.Unlock()
 	if f.err != nil {
 		return nil, f.err
@@ -192,6 +194,55 @@ func TestResolve(t *testing.T) {
 			}
 			if (resp.IsEdns0() != nil) != (tt.q.edns > 0) && !tt.forwarded {
 				t.Errorf("EDNS in answer %v, in query %v", resp.IsEdns0() != nil, tt.q.edns > 0)
+			}
+		})
+	}
+}
+
+// TestResolveContainerResolver: a container's --dns servers take the
+// host's place for its forwarded queries (loopback ones left out: they
+// would be the host's loopback here), and its --dns-search domains are
+// stripped as the host's are; other containers keep the host's.
+func TestResolveContainerResolver(t *testing.T) {
+	own := ep(netA, idWeb, "web", "10.1.0.2")
+	own.DNS = []string{"127.0.0.1", "192.0.2.53", "not-an-ip", "2001:db8::53"}
+	own.DNSSearch = []string{"Corp.Test."}
+	loopOnly := ep(netA, idDB, "db", "10.1.0.3")
+	loopOnly.DNS = []string{"127.0.0.11"}
+	st := &state{table: NewTable([]*network.Network{netA}, map[string][]*network.Endpoint{
+		netA.ID: {own, loopOnly, ep(netA, idOther, "plain", "10.1.0.4")},
+	}), search: []string{"example.com"}, upstreams: []string{"192.0.2.1:53"}}
+	host := []string{"192.0.2.1:53"}
+	tests := []struct {
+		what    string
+		src     string
+		name    string
+		answer  []string
+		servers []string // nil: answered here
+	}{
+		{"own servers", "10.1.0.2", "example.org.", nil, []string{"192.0.2.53:53", "[2001:db8::53]:53"}},
+		{"own search domain", "10.1.0.2", "db.corp.test.", []string{"10.1.0.3"}, nil},
+		{"host's search domain too", "10.1.0.2", "db.example.com.", []string{"10.1.0.3"}, nil},
+		{"only loopback servers: the host's", "10.1.0.3", "example.org.", nil, host},
+		{"no resolver of its own", "10.1.0.4", "example.org.", nil, host},
+		{"another's search domain is not stripped", "10.1.0.4", "db.corp.test.", nil, host},
+		{"not a container: the host's", "10.1.0.99", "example.org.", nil, host},
+	}
+	for _, tt := range tests {
+		t.Run(tt.what, func(t *testing.T) {
+			up := &fakeUpstream{}
+			resp := ask(t, newHandler(up, 4), st, query{gw: "10.1.0.1", src: tt.src, name: tt.name, qtype: mdns.TypeA})
+			if resp == nil {
+				t.Fatal("no answer")
+			}
+			if got := addrs(resp); !slices.Equal(got, tt.answer) {
+				t.Errorf("answer %v, want %v", got, tt.answer)
+			}
+			switch {
+			case tt.servers == nil && len(up.servers) > 0:
+				t.Errorf("forwarded to %v, want answered here", up.servers)
+			case tt.servers != nil && (len(up.servers) != 1 || !slices.Equal(up.servers[0], tt.servers)):
+				t.Errorf("forwarded to %v, want %v", up.servers, tt.servers)
 			}
 		})
 	}
