@@ -7,12 +7,14 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/runtime"
 )
 
 // HookStart is `berth monitor-hook start`: the monitor runs it to create
-// and start the container from its bundle. fd 3 is the status pipe, fds 4-6
+// and start the container from its bundle. fd 3 is the status socket, fds 4-6
 // the container's stdin, stdout and stderr (or consoleSock names the
 // monitor's console socket for a terminal). The container's process
 // outlives this hook and is reparented to the monitor, a subreaper.
@@ -94,8 +96,27 @@ func (e *Engine) HookStart(id, consoleSock string) int {
 	if err != nil {
 		return undo(125, err)
 	}
+	sendHeld(status, nw)
 	fmt.Fprintf(status, "P%d\n", st.Pid)
 	return 0
+}
+
+// sendHeld hands the sockets holding the container's published ports to
+// the monitor, over the status socket, in batches the kernel takes
+// (SCM_RIGHTS carries at most 253 descriptors), each riding on one "H"
+// byte that the monitor skips; it keeps them until the container exits.
+// Failing that (the socket refuses), the ports stay published, only not
+// held: said on stderr (/dev/null unless BERTH_MONITOR_DEBUG is set).
+func sendHeld(status *os.File, nw *netSetup) {
+	defer nw.closeHeld()
+	for fds := nw.held; len(fds) > 0; {
+		n := min(len(fds), 200)
+		if err := unix.Sendmsg(int(status.Fd()), []byte{'H'}, unix.UnixRights(fds[:n]...), nil, 0); err != nil {
+			fmt.Fprintf(os.Stderr, "berth: hand the published ports' sockets to the monitor: %v (ports stay published, not held)\n", err)
+			return
+		}
+		fds = fds[n:]
+	}
 }
 
 // startCode maps a failure to start the process to Docker's exit codes.

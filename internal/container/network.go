@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/network"
@@ -206,6 +207,18 @@ type netSetup struct {
 	settings NetworkSettings
 	hostname string
 	user     bool // attached to a user network: the DNS server serves it
+	// held are sockets bound to the published host ports (holdPorts),
+	// for the monitor to keep while the container runs.
+	held []int
+}
+
+// closeHeld closes the held sockets: the monitor has its copies, or the
+// start failed.
+func (s *netSetup) closeHeld() {
+	for _, fd := range s.held {
+		unix.Close(fd)
+	}
+	s.held = nil
 }
 
 // setupNetwork attaches a container that is about to start: see the
@@ -235,6 +248,7 @@ func (e *Engine) setupNetwork(c *Container) (s *netSetup, err error) {
 	if err != nil {
 		return nil, err
 	}
+	setup := s
 	ctx := context.Background()
 	var atts []*attachment
 	nsPath := e.netnsPath(c.ID)
@@ -246,6 +260,7 @@ func (e *Engine) setupNetwork(c *Container) (s *netSetup, err error) {
 		if portsAdded {
 			nft.RemovePorts(c.ID)
 		}
+		setup.closeHeld() // s is nil by now: the error return set it
 		bridge.DeleteNetNS(nsPath)
 		if len(atts) > 0 {
 			ids := make([]string, len(atts))
@@ -274,6 +289,9 @@ func (e *Engine) setupNetwork(c *Container) (s *netSetup, err error) {
 			}
 		}
 		if ports, err = choosePorts(ws, held, e.portHolder); err != nil {
+			return nil, err
+		}
+		if s.held, err = holdPorts(ports); err != nil {
 			return nil, err
 		}
 	}

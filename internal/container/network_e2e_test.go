@@ -1,6 +1,7 @@
 package container_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -47,6 +48,26 @@ var httpd = []string{"httpd", "-f", "-p", "80", "-h", "/www"}
 // wget as the container's PID 1: timeout's SIGTERM would not end it.
 func wgetCmd(secs int, url string) string {
 	return fmt.Sprintf("timeout %d wget -qO- %s; exit $?", secs, url)
+}
+
+// bindHost binds addr on the host, as a server with SO_REUSEADDR (most
+// do) would, and lets it go.
+func bindHost(network, addr string) error {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1) })
+	}}
+	if strings.HasPrefix(network, "udp") {
+		pc, err := lc.ListenPacket(context.Background(), network, addr)
+		if err == nil {
+			pc.Close()
+		}
+		return err
+	}
+	l, err := lc.Listen(context.Background(), network, addr)
+	if err == nil {
+		l.Close()
+	}
+	return err
 }
 
 // freePort is a TCP port nothing listens on at 127.0.0.1 right now.
@@ -259,6 +280,12 @@ func TestNetworkPublish(t *testing.T) {
 	if body := get(t, "http://127.0.0.1"+strings.TrimPrefix(hp, "0.0.0.0")+"/"); body != "hello from berth\n" {
 		t.Errorf("GET -P port: %q", body)
 	}
+	// The monitor holds the published ports: a host process that comes
+	// later cannot bind them (it would never see a connection), as with
+	// Docker's docker-proxy.
+	if err := bindHost("tcp4", fmt.Sprintf("0.0.0.0:%d", port)); err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Errorf("a host process bound the published port %d: %v", port, err)
+	}
 	// After stop the port is free again and nothing is published.
 	b.Must("stop", "-t", "1", "pub")
 	if got := b.Must("port", "pub"); got != "" {
@@ -267,11 +294,23 @@ func TestNetworkPublish(t *testing.T) {
 	if nftHas(id) {
 		t.Errorf("rules of a stopped container left")
 	}
+	if err := bindHost("tcp4", fmt.Sprintf("0.0.0.0:%d", port)); err != nil {
+		t.Errorf("the port of a stopped container is still held: %v", err)
+	}
 	b.Must("start", "pub")
 	if body := get(t, fmt.Sprintf("http://127.0.0.1:%d/", port)); body != "hello from berth\n" {
 		t.Errorf("GET after restart: %q", body)
 	}
-	b.Must("rm", "-f", "pub", "auto", "all")
+	// UDP is held too.
+	udp := freePort(t)
+	b.Must("run", "-d", "--name", "dns", "-p", fmt.Sprintf("127.0.0.1:%d:53/udp", udp), "bb", "sleep", "100")
+	if err := bindHost("udp4", fmt.Sprintf("127.0.0.1:%d", udp)); err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Errorf("a host process bound the published UDP port %d: %v", udp, err)
+	}
+	b.Must("rm", "-f", "pub", "auto", "all", "dns")
+	if err := bindHost("udp4", fmt.Sprintf("127.0.0.1:%d", udp)); err != nil {
+		t.Errorf("the UDP port of a removed container is still held: %v", err)
+	}
 }
 
 // TestNetworkPortConflict: a host port held by another container or by a

@@ -252,6 +252,17 @@ func portInUseError(hostIP netip.Addr, port uint16, why string) error {
 // port, which it returns. TCP binds with SO_REUSEADDR, so that only a
 // listener or a bound socket counts, not connections in TIME_WAIT.
 func probePort(proto string, ip netip.Addr, port uint16) (uint16, error) {
+	fd, port, err := bindPort(proto, ip, port)
+	if err != nil {
+		return 0, err
+	}
+	unix.Close(fd)
+	return port, nil
+}
+
+// bindPort binds a socket of proto to ip:port (port 0: one the kernel
+// picks) and returns it with the port; probePort and holdPorts share it.
+func bindPort(proto string, ip netip.Addr, port uint16) (int, uint16, error) {
 	if !ip.IsValid() {
 		ip = netip.IPv4Unspecified()
 	}
@@ -261,29 +272,71 @@ func probePort(proto string, ip netip.Addr, port uint16) (uint16, error) {
 	}
 	fd, err := unix.Socket(unix.AF_INET, typ|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return 0, os.NewSyscallError("socket", err)
+		return -1, 0, os.NewSyscallError("socket", err)
 	}
-	defer unix.Close(fd)
 	if typ == unix.SOCK_STREAM {
 		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
 	}
 	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: int(port), Addr: ip.As4()}); err != nil {
+		unix.Close(fd)
 		switch err {
 		case unix.EADDRINUSE:
-			return 0, portInUseError(ip, port, "a host process uses it")
+			return -1, 0, portInUseError(ip, port, "a host process uses it")
 		case unix.EADDRNOTAVAIL:
-			return 0, fmt.Errorf("Bind for %s failed: %s is not an address of this host: %w", netip.AddrPortFrom(ip, port), ip, errdefs.ErrInvalidArgument)
+			return -1, 0, fmt.Errorf("Bind for %s failed: %s is not an address of this host: %w", netip.AddrPortFrom(ip, port), ip, errdefs.ErrInvalidArgument)
 		}
-		return 0, fmt.Errorf("Bind for %s failed: %w", netip.AddrPortFrom(ip, port), os.NewSyscallError("bind", err))
+		return -1, 0, fmt.Errorf("Bind for %s failed: %w", netip.AddrPortFrom(ip, port), os.NewSyscallError("bind", err))
 	}
 	if port != 0 {
-		return port, nil
+		return fd, port, nil
 	}
 	sa, err := unix.Getsockname(fd)
 	if err != nil {
-		return 0, os.NewSyscallError("getsockname", err)
+		unix.Close(fd)
+		return -1, 0, os.NewSyscallError("getsockname", err)
 	}
-	return uint16(sa.(*unix.SockaddrInet4).Port), nil
+	return fd, uint16(sa.(*unix.SockaddrInet4).Port), nil
+}
+
+// maxHeldPorts bounds the sockets held for one container: a published
+// range of thousands of ports would otherwise cost as many descriptors
+// in its monitor (Docker's docker-proxy costs a process per port). Past
+// it the ports are published all the same, only not held.
+const maxHeldPorts = 512
+
+// holdPorts binds a socket to each published host port, listening for
+// TCP, for the container's monitor to keep while the container runs: a
+// host process that starts later then fails to bind the port (EADDRINUSE)
+// instead of binding it and never seeing a connection, every one going to
+// the container through DNAT; as Docker's docker-proxy holds the ports it
+// publishes. Nothing connects to these sockets: the DNAT rules take every
+// packet for the port before it could reach them. On error every socket
+// made is closed.
+func holdPorts(ports []nft.Port) (fds []int, err error) {
+	if len(ports) > maxHeldPorts {
+		return nil, nil
+	}
+	defer func() {
+		if err != nil {
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+			fds = nil
+		}
+	}()
+	for _, p := range ports {
+		fd, _, err := bindPort(p.Proto, p.HostIP, p.HostPort)
+		if err != nil {
+			return fds, err
+		}
+		fds = append(fds, fd)
+		if p.Proto != "udp" {
+			if err := unix.Listen(fd, 1); err != nil {
+				return fds, fmt.Errorf("hold host port %d: %w", p.HostPort, os.NewSyscallError("listen", err))
+			}
+		}
+	}
+	return fds, nil
 }
 
 // choosePorts gives every wanted port a host port: a fixed one if

@@ -15,7 +15,9 @@
 //     output, 'w' waits for the exit only).
 // Hooks (the Go half of berth, run as short-lived children):
 //   berth --root R --run-root RR monitor-hook start ID [CONSOLESOCK]
-//     fds 3 status pipe ("P<pid>\n" or "E<code> <msg>\n"), 4-6 container stdio
+//     fds 3 status socket ("P<pid>\n" or "E<code> <msg>\n", after an "H" byte
+//     per batch of published-port sockets it hands over: SCM_RIGHTS),
+//     4-6 container stdio
 //   berth --root R --run-root RR monitor-hook exit ID CODE
 //     prints "R<delay ms>\n" when the restart policy says start again.
 //
@@ -120,6 +122,13 @@ static int ctr_status = -1;
 static char start_err[4096]; // "<code> <message>" when the start hook failed
 static size_t start_errlen;
 static long long accept_pause; // until when (ms) accepting waits, out of descriptors
+// The sockets holding the container's published host ports, handed over
+// by the start hook and kept until the container exits (close_held), so
+// no host process binds those ports meanwhile. The Go side caps them at
+// its maxHeldPorts (512); more are closed as they come.
+#define MAX_HELD 512
+static int held[MAX_HELD];
+static int nheld;
 
 static void warnf(const char *fmt, ...) {
 	// stderr is /dev/null unless the spawner kept it for debugging.
@@ -801,13 +810,57 @@ static int console_receive(int consfd) {
 	return fd;
 }
 
+static void close_held(void) {
+	for (int i = 0; i < nheld; i++)
+		close(held[i]);
+	nheld = 0;
+}
+
+// keep_rights keeps the descriptors a message carried (SCM_RIGHTS) in
+// held, close-on-exec already (MSG_CMSG_CLOEXEC).
+static void keep_rights(struct msghdr *mh) {
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+			if (nheld < MAX_HELD)
+				held[nheld++] = fd;
+			else
+				close(fd);
+		}
+	}
+}
+
 // read_reply reads a hook's reply until EOF (the hook exited or closed
-// the pipe) or the buffer is full, and NUL-terminates it. fd < 0 reads
-// nothing.
+// its end) or the buffer is full, and NUL-terminates it. fd < 0 reads
+// nothing. On a socket (the start hook's status), descriptors sent with
+// the reply go to held.
 static size_t read_reply(int fd, char *buf, size_t cap) {
 	size_t len = 0;
+	int sock = 1;
 	while (fd >= 0 && len < cap - 1) {
-		ssize_t r = read(fd, buf + len, cap - 1 - len);
+		ssize_t r;
+		if (sock) {
+			// Room for one batch: the kernel caps SCM_RIGHTS at 253.
+			union {
+				struct cmsghdr h;
+				char b[CMSG_SPACE(253 * sizeof(int))];
+			} cm;
+			struct iovec iov = {buf + len, cap - 1 - len};
+			struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b, .msg_controllen = sizeof(cm.b)};
+			r = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+			if (r < 0 && errno == ENOTSOCK) {
+				sock = 0;
+				continue;
+			}
+			if (r >= 0)
+				keep_rights(&mh);
+		} else {
+			r = read(fd, buf + len, cap - 1 - len);
+		}
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
@@ -825,8 +878,10 @@ static pid_t start_container(void) {
 	int status[2] = {-1, -1}, in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
 	int consfd = -1;
 	pid_t pid = 0;
-	if (pipe2(status, O_CLOEXEC) < 0) {
-		start_failed("status pipe");
+	// A socket, not a pipe: the hook hands over the sockets holding the
+	// published ports on it.
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, status) < 0) {
+		start_failed("status socket");
 		goto done;
 	}
 	if (tty && (consfd = console_listen()) < 0) {
@@ -851,13 +906,19 @@ static pid_t start_container(void) {
 	close_fd(&in[0]);
 	close_fd(&out[1]);
 	close_fd(&err[1]);
-	char msg[4096];
-	size_t len = read_reply(status[0], msg, sizeof(msg));
+	char buf[4096];
+	size_t len = read_reply(status[0], buf, sizeof(buf));
 	int hookst = hook > 0 ? wait_pid(hook) : -1;
+	char *msg = buf;
+	while (len > 0 && *msg == 'H') { // one byte per batch of held sockets
+		msg++;
+		len--;
+	}
 	if (len > 1 && msg[0] == 'P')
 		pid = (pid_t)atoi(msg + 1);
 	if (pid <= 0) {
 		pid = 0;
+		close_held();
 		if (len > 1 && msg[0] == 'E') {
 			if (msg[len - 1] == '\n')
 				msg[--len] = 0;
@@ -1155,6 +1216,9 @@ static int monitor_main(int argc, char **argv) {
 		// it (and, for --rm, removed the container): `run --rm` returns
 		// to a host with nothing left.
 		int delay = exit_hook(code);
+		// The ports go after the exit hook has taken the rules down: a
+		// host process binding them from now on gets the traffic.
+		close_held();
 		if (delay < 0 || code < 0) {
 			final_code = code;
 			break;
