@@ -83,6 +83,7 @@ type runFlags struct {
 	publishAll                                               bool
 	ip                                                       string
 	expose, aliases, addHosts, dns, dnsSearch, dnsOptions    []string
+	links                                                    []string
 }
 
 func addRunFlags(cmd *cobra.Command, f *runFlags, run bool) {
@@ -132,6 +133,7 @@ func addRunFlags(cmd *cobra.Command, f *runFlags, run bool) {
 	fs.StringArrayVar(&f.aliases, "net-alias", nil, "add network-scoped alias for the container")
 	fs.MarkHidden("net-alias")
 	fs.StringArrayVar(&f.addHosts, "add-host", nil, "add a custom host-to-IP mapping (host:ip, or host:host-gateway)")
+	fs.StringArrayVar(&f.links, "link", nil, "add link to another container (name or name:alias)")
 	fs.StringArrayVar(&f.dns, "dns", nil, "set custom DNS servers")
 	fs.StringArrayVar(&f.dnsSearch, "dns-search", nil, "set custom DNS search domains")
 	fs.StringArrayVar(&f.dnsOptions, "dns-option", nil, "set DNS options")

@@ -48,7 +48,7 @@ func (f *runFlags) networkOpts(cmd *cobra.Command, o *container.CreateOpts) erro
 			}
 		}
 	}
-	hc.Dns, hc.DnsSearch, hc.DnsOptions, hc.ExtraHosts = f.dns, f.dnsSearch, f.dnsOptions, f.addHosts
+	hc.Dns, hc.DnsSearch, hc.DnsOptions, hc.ExtraHosts, hc.Links = f.dns, f.dnsSearch, f.dnsOptions, f.addHosts, f.links
 	o.Network = container.NetworkOpts{Aliases: f.aliases, IPv4Address: f.ip}
 	if f.ip != "" {
 		if a, err := netip.ParseAddr(f.ip); err != nil || !a.Is4() {

@@ -125,6 +125,8 @@ func (e *Engine) configureNetwork(c *Container, o CreateOpts) error {
 			return fmt.Errorf("conflicting options: port publishing and the container type network mode: %w", inv)
 		case ip.IsValid() || len(no.Aliases) > 0:
 			return fmt.Errorf("conflicting options: network-scoped aliases and IP addresses need a network, not the network of another container: %w", inv)
+		case len(hc.Links) > 0:
+			return fmt.Errorf("conflicting options: container type network can't be used with links. This would result in undefined behavior: %w", inv)
 		}
 		target, err := e.Get(ref)
 		if err != nil {
@@ -148,6 +150,12 @@ func (e *Engine) configureNetwork(c *Container, o CreateOpts) error {
 	switch n.Driver {
 	case network.DriverHost, network.DriverNull:
 		hc.PortBindings, hc.PublishAllPorts = nil, false // Docker discards them, with a warning
+		if len(hc.Links) > 0 {
+			return fmt.Errorf("conflicting options: %s type networking can't be used with links. This would result in undefined behavior: %w", n.Name, inv)
+		}
+	}
+	if hc.Links, err = e.parseLinks(c.Name, hc.Links); err != nil {
+		return err
 	}
 	if n.Driver == network.DriverHost && o.Hostname == "" {
 		if h, err := os.Hostname(); err == nil {
@@ -367,6 +375,9 @@ func (e *Engine) setupNetwork(c *Container) (s *netSetup, err error) {
 		if !a.net.Predefined() {
 			s.user = true
 		}
+	}
+	if err := e.setupLinks(c, atts); err != nil {
+		return nil, err
 	}
 	if err := e.writeNetFiles(c, s, atts); err != nil {
 		return nil, err
@@ -664,10 +675,10 @@ func (e *Engine) writeNetFiles(c *Container, s *netSetup, atts []*attachment) er
 			resolv = resolvConf(nil, hc, netip.Addr{}, false)
 		}
 	case user:
-		hosts = hostsFile(c, ips, hostGW)
+		hosts = hostsFile(c, ips, hostGW) + e.linkHosts(c)
 		resolv = resolvConf(readHostResolv(), hc, gw, false)
 	default:
-		hosts = hostsFile(c, ips, hostGW)
+		hosts = hostsFile(c, ips, hostGW) + e.linkHosts(c)
 		resolv = resolvConf(readHostResolv(), hc, netip.Addr{}, false)
 	}
 	dir := e.dir(c.ID)
@@ -1004,7 +1015,7 @@ func (e *Engine) writeHosts(c *Container) error {
 			gw = g
 		}
 	}
-	return writeInPlace(filepath.Join(e.dir(c.ID), "hosts"), hostsFile(c, ips, func() netip.Addr { return gw }))
+	return writeInPlace(filepath.Join(e.dir(c.ID), "hosts"), hostsFile(c, ips, func() netip.Addr { return gw })+e.linkHosts(c))
 }
 
 // networkOrder lists the container's networks, the network of --network

@@ -674,3 +674,48 @@ func TestNetworkContainerDNSServers(t *testing.T) {
 	b.Must("rm", "-f", id)
 	b.Must("network", "rm", "withdns")
 }
+
+// TestNetworkLinks: --link on the default bridge gives the container an
+// /etc/hosts entry for the target (alias, short ID, name) and Docker's
+// link environment; a later network connect keeps the entry; a missing
+// target fails the create and a stopped one the start, with Docker's
+// messages; host networking refuses links.
+func TestNetworkLinks(t *testing.T) {
+	b := newNetBerth(t)
+	db := b.Must("run", "-d", "--name", "db", "--expose", "5432", "-e", "PGUSER=app", "bb", "sleep", "100")
+	ip := b.Must("inspect", "-f", "{{.NetworkSettings.IPAddress}}", db)
+	app := b.Must("run", "-d", "--name", "app", "--link", "db:pg", "bb", "sleep", "100")
+	if out := b.Must("exec", app, "grep", "pg", "/etc/hosts"); out != ip+"\tpg "+db[:12]+" db" {
+		t.Errorf("/etc/hosts entry of the link: %q, want %q", out, ip+"\tpg "+db[:12]+" db")
+	}
+	env := b.Must("exec", app, "sh", "-c", "env | grep ^PG_ | sort")
+	for _, want := range []string{"PG_NAME=/app/pg", "PG_PORT=tcp://" + ip + ":5432", "PG_PORT_5432_TCP=tcp://" + ip + ":5432",
+		"PG_PORT_5432_TCP_ADDR=" + ip, "PG_PORT_5432_TCP_PORT=5432", "PG_PORT_5432_TCP_PROTO=tcp", "PG_ENV_PGUSER=app"} {
+		if !strings.Contains(env+"\n", want+"\n") {
+			t.Errorf("link environment lacks %s:\n%s", want, env)
+		}
+	}
+	if _, errs, code := b.Run("exec", app, "ping", "-c", "1", "-W", "2", "pg"); code != 0 {
+		t.Errorf("ping pg: %d %s", code, errs)
+	}
+	if got := b.Must("inspect", "-f", "{{.HostConfig.Links}}", app); got != "[/db:/app/pg]" {
+		t.Errorf("HostConfig.Links: %s", got)
+	}
+	b.Must("network", "create", "more")
+	b.Must("network", "connect", "more", app)
+	if out, _, code := b.Run("exec", app, "grep", "-c", "pg", "/etc/hosts"); code != 0 || strings.TrimSpace(out) != "1" {
+		t.Errorf("the link's entry after network connect: %q", out)
+	}
+	if _, errs, code := b.Run("create", "--link", "nosuch:x", "bb", "true"); code != 125 || !strings.Contains(errs, "could not get container for nosuch") {
+		t.Errorf("link to a missing container: %d %q", code, errs)
+	}
+	if _, errs, code := b.Run("run", "--rm", "--network", "host", "--link", "db", "bb", "true"); code != 125 || !strings.Contains(errs, "host type networking can't be used with links") {
+		t.Errorf("link with host networking: %d %q", code, errs)
+	}
+	b.Must("stop", "-t", "0", "db")
+	if _, errs, code := b.Run("run", "--rm", "--name", "late", "--link", "db:pg", "bb", "true"); code != 125 || !strings.Contains(errs, "Cannot link to a non running container: /db AS /late/pg") {
+		t.Errorf("link to a stopped container: %d %q", code, errs)
+	}
+	b.Must("rm", "-f", "app", "db")
+	b.Must("network", "rm", "more")
+}

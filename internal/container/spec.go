@@ -92,10 +92,7 @@ func buildSpec(c *Container, dir string, rootfs []snapshot.Mount, mounts []specs
 	if hc.Init != nil && *hc.Init {
 		p.Args = append([]string{InitPath, "--"}, p.Args...)
 	}
-	p.Env = append([]string{"HOSTNAME=" + c.Config.Hostname}, c.Config.Env...)
-	if c.Config.Tty && !hasEnv(p.Env, "TERM") {
-		p.Env = append(p.Env, "TERM=xterm")
-	}
+	p.Env = processEnv(c)
 	p.Cwd = c.Config.WorkingDir
 	if p.Cwd == "" {
 		p.Cwd = "/"
@@ -200,6 +197,17 @@ func dedupeMounts(ms []specs.Mount) []specs.Mount {
 		}
 	}
 	return out
+}
+
+// processEnv is the environment of the container's process, as the
+// spec gets it at create: HOSTNAME, the image's and the user's, and TERM
+// with a terminal. A start with --link adds the links' (links.go).
+func processEnv(c *Container) []string {
+	env := append([]string{"HOSTNAME=" + c.Config.Hostname}, c.Config.Env...)
+	if c.Config.Tty && !hasEnv(env, "TERM") {
+		env = append(env, "TERM=xterm")
+	}
+	return env
 }
 
 func hasEnv(env []string, k string) bool {

@@ -82,6 +82,9 @@ type HostConfig struct {
 	DnsOptions      []string
 	DnsSearch       []string
 	ExtraHosts      []string
+	// Links are --link's, in Docker's form "/target:/container/alias"
+	// (links.go).
+	Links []string
 }
 
 // PortMap maps a container port ("80/tcp") to its host bindings.
