@@ -33,7 +33,7 @@ func Execute(args []string) int {
 	}
 	runtimeMode = len(args) > 0 && args[0] == "runtime"
 	root.SetArgs(args)
-	err := root.Execute()
+	cmd, err := root.ExecuteC()
 	if err == nil {
 		return 0
 	}
@@ -46,18 +46,40 @@ func Execute(args []string) int {
 	if errors.As(err, &ce) {
 		return ce.code
 	}
-	return exitCodeFor(err)
+	return exitCodeFor(cmd, err)
 }
 
-// exitCodeFor is the exit code of a failed verb: 1 for runtime verbs, as
-// runc; 125 (Docker's "the engine failed") for the rest. Container exit
-// codes travel as exitError and never reach here.
-func exitCodeFor(error) int {
+// exitCodeFor is the exit code of a failed verb (cmd, when known), as
+// the docker CLI gives it (checked against docker 20.10 on this
+// project's machine): 125 for run, whose own failures must not pass for
+// the container's exit code, for flag errors everywhere, and for create's
+// invalid options; 1 for everything else (no such container, image,
+// network, volume; a refused operation). Runtime verbs exit 1, as runc.
+// Container exit codes travel as exitError and never reach here.
+func exitCodeFor(cmd *cobra.Command, err error) int {
 	if runtimeMode {
 		return 1
 	}
-	return 125
+	var fe flagError
+	switch {
+	case errors.As(err, &fe):
+		return 125
+	case cmd == nil:
+		return 1
+	case cmd.Name() == "run":
+		return 125
+	case cmd.Name() == "create" && errors.Is(err, errdefs.ErrInvalidArgument):
+		return 125
+	}
+	return 1
 }
+
+// flagError is a flag that did not parse (unknown, or a bad value): the
+// docker CLI's usage error, exit 125 whatever the verb.
+type flagError struct{ err error }
+
+func (e flagError) Error() string { return e.err.Error() }
+func (e flagError) Unwrap() error { return e.err }
 
 var runtimeMode bool
 
@@ -68,6 +90,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return flagError{err} })
 	root.PersistentFlags().StringVar(&engineRoot, "root", envOr("BERTH_ROOT", "/var/lib/berth"), "root directory of berth's persistent state")
 	root.PersistentFlags().StringVar(&runRoot, "run-root", os.Getenv("BERTH_RUN_ROOT"), "directory of berth's run-time state: sockets, runtime state (default /run/berth, or <root>/run for another --root)")
 	root.AddCommand(newVersionCommand(), newInfoCommand(), newRuntimeCommand())

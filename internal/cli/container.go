@@ -139,7 +139,7 @@ func addRunFlags(cmd *cobra.Command, f *runFlags, run bool) {
 	fs.StringArrayVar(&f.dnsOptions, "dns-option", nil, "set DNS options")
 	fs.StringArrayVar(&f.dnsOptions, "dns-opt", nil, "set DNS options")
 	fs.MarkHidden("dns-opt")
-	fs.StringVar(&f.pull, "pull", "missing", "pull image before running: missing or never (registries come later)")
+	fs.StringVar(&f.pull, "pull", "missing", `pull image before running ("always", "missing", "never")`)
 	fs.StringVar(&f.logDriver, "log-driver", "", "logging driver: json-file (default) or none")
 	fs.StringArrayVar(&f.logOpts, "log-opt", nil, "log driver options: max-size, max-file")
 	fs.StringArrayVarP(&f.publish, "publish", "p", nil, "publish a container's port(s) to the host: [IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]")
@@ -158,11 +158,9 @@ func (f *runFlags) createOpts(cmd *cobra.Command, args []string) (container.Crea
 		o.StopTimeout = &t
 	}
 	switch f.pull {
-	case "missing", "never":
-	case "always":
-		return o, usageErr("--pull always needs registry support, which berth does not have yet: use --pull missing or never")
+	case "missing", "never", "always":
 	default:
-		return o, usageErr("invalid --pull %q: use missing or never", f.pull)
+		return o, usageErr("invalid pull option: '%s': must be one of \"always\", \"missing\" or \"never\"", f.pull)
 	}
 	env, err := envVars(f.envFile, f.env)
 	if err != nil {
@@ -271,8 +269,8 @@ func (f *runFlags) createOpts(cmd *cobra.Command, args []string) (container.Crea
 	return o, nil
 }
 
-// createExitCode is Docker's: run and create fail with 125 when the engine
-// fails, 126/127 when the command cannot be run.
+// createExitCode is docker run's: 125 when the engine fails, 126/127
+// when the command cannot be run.
 func createExitCode(err error) error {
 	var se *container.StartError
 	if errors.As(err, &se) {
@@ -305,6 +303,9 @@ func newRunContainerCommand() *cobra.Command {
 				return createExitCode(usageErr("conflicting options: cannot specify both --restart and --rm"))
 			}
 			o.StdinOnce = f.interactive && !f.detach
+			if err := ensureImage(e.Images, o.Image, f.pull); err != nil {
+				return createExitCode(err)
+			}
 			c, err := e.Create(o)
 			if err != nil {
 				return createExitCode(err)
@@ -342,13 +343,18 @@ func newCreateContainerCommand() *cobra.Command {
 		Short: "Create a new container",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: withEngine(func(cmd *cobra.Command, e *container.Engine, args []string) error {
+			// Exit codes as docker create's: 125 for invalid options, 1
+			// for the rest (exitCodeFor).
 			o, err := f.createOpts(cmd, args)
 			if err != nil {
-				return createExitCode(err)
+				return err
+			}
+			if err := ensureImage(e.Images, o.Image, f.pull); err != nil {
+				return err
 			}
 			c, err := e.Create(o)
 			if err != nil {
-				return createExitCode(err)
+				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), c.ID)
 			return nil

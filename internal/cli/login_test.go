@@ -67,7 +67,7 @@ func loginExitCode(err error) int {
 	if errors.As(err, &ce) {
 		return ce.code
 	}
-	return exitCodeFor(err)
+	return exitCodeFor(nil, err)
 }
 
 // TestLoginFlags: the flag combinations docker login refuses, with its

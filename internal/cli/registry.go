@@ -101,7 +101,7 @@ func pullImages(ctx context.Context, svc *image.Service, ref string, all, quiet 
 		if reference.IsNameOnly(named) && !quiet {
 			fmt.Println("Using default tag: latest")
 		}
-		return pullOne(ctx, svc, ref, quiet, opts)
+		return pullOne(ctx, svc, ref, quiet, opts, os.Stdout, true)
 	}
 	if !reference.IsNameOnly(named) {
 		return fmt.Errorf("tag can't be used with --all-tags/-a: %w", errdefs.ErrInvalidArgument)
@@ -114,16 +114,17 @@ func pullImages(ctx context.Context, svc *image.Service, ref string, all, quiet 
 		return fmt.Errorf("%s has no tags to pull: %w", reference.FamiliarName(named), errdefs.ErrNotFound)
 	}
 	for _, tag := range tags {
-		if err := pullOne(ctx, svc, named.Name()+":"+tag, quiet, opts); err != nil {
+		if err := pullOne(ctx, svc, named.Name()+":"+tag, quiet, opts, os.Stdout, true); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// pullOne pulls one reference with Docker's output: per-layer progress,
-// the digest, and whether anything new arrived.
-func pullOne(ctx context.Context, svc *image.Service, ref string, quiet bool, opts []registry.Option) error {
+// pullOne pulls one reference with Docker's output on w: per-layer
+// progress, the digest, whether anything new arrived and, with full (as
+// `docker pull`, not run's implicit pull), the full reference.
+func pullOne(ctx context.Context, svc *image.Service, ref string, quiet bool, opts []registry.Option, w *os.File, full bool) error {
 	named, err := image.ParseRef(ref)
 	if err != nil {
 		return err
@@ -132,14 +133,14 @@ func pullOne(ctx context.Context, svc *image.Service, ref string, quiet bool, op
 	before, _ := svc.Get(named.String())
 	var lines *progressLines
 	if !quiet {
-		lines = newProgressLines(os.Stdout)
+		lines = newProgressLines(w)
 		tagOrDigest := "latest"
 		if d, ok := named.(reference.Digested); ok {
 			tagOrDigest = d.Digest().String()
 		} else if t, ok := named.(reference.Tagged); ok {
 			tagOrDigest = t.Tag()
 		}
-		fmt.Printf("%s: Pulling from %s\n", tagOrDigest, reference.Path(named))
+		fmt.Fprintf(w, "%s: Pulling from %s\n", tagOrDigest, reference.Path(named))
 		opts = append(opts, registry.WithProgress(lines.pullEvent))
 	}
 	img, err := registry.Pull(ctx, svc, ref, opts...)
@@ -154,17 +155,51 @@ func pullOne(ctx context.Context, svc *image.Service, ref string, quiet bool, op
 		_, digest, _ = strings.Cut(img.RepoDigests[0], "@")
 	}
 	if quiet {
-		fmt.Println(digest)
+		fmt.Fprintln(w, digest)
 		return nil
 	}
-	fmt.Printf("Digest: %s\n", digest)
+	fmt.Fprintf(w, "Digest: %s\n", digest)
 	if before != nil && before.ID == img.ID {
-		fmt.Printf("Status: Image is up to date for %s\n", familiar)
+		fmt.Fprintf(w, "Status: Image is up to date for %s\n", familiar)
 	} else {
-		fmt.Printf("Status: Downloaded newer image for %s\n", familiar)
+		fmt.Fprintf(w, "Status: Downloaded newer image for %s\n", familiar)
 	}
-	fmt.Println(named.String())
+	if full {
+		fmt.Fprintln(w, named.String())
+	}
 	return nil
+}
+
+// ensureImage makes the image of run and create present as Docker's
+// --pull says: missing pulls it when it is not here (after Docker's
+// "Unable to find image ... locally"), always pulls it every time, never
+// only looks (Create then says there is no such image). The pull's output
+// goes to stderr, as docker run's does, so stdout stays the container's.
+// A reference that is no name (an image ID) is never pulled.
+func ensureImage(svc *image.Service, ref, policy string) error {
+	if policy == "never" {
+		return nil
+	}
+	if policy == "missing" {
+		if _, err := svc.Get(ref); !errdefs.IsNotFound(err) {
+			return err
+		}
+	}
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return nil
+	}
+	named = reference.TagNameOnly(named)
+	if policy == "missing" {
+		fmt.Fprintf(os.Stderr, "Unable to find image '%s' locally\n", reference.FamiliarString(named))
+	}
+	opts, err := registryOptions("")
+	if err != nil {
+		return err
+	}
+	ctx, stop := interruptible()
+	defer stop()
+	return pullOne(ctx, svc, named.String(), false, opts, os.Stderr, false)
 }
 
 func newPushCommand() *cobra.Command {

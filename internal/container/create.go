@@ -50,8 +50,7 @@ func (e *Engine) Create(o CreateOpts) (c *Container, err error) {
 	img, err := e.Images.Get(o.Image)
 	if err != nil {
 		if errors.Is(err, errdefs.ErrNotFound) {
-			return nil, fmt.Errorf("unable to find image '%s' locally, and berth cannot pull from registries yet: import or load it first (berth import, berth load): %w",
-				o.Image, errdefs.ErrNotFound)
+			return nil, fmt.Errorf("No such image: %s: %w", o.Image, errdefs.ErrNotFound)
 		}
 		return nil, err
 	}

@@ -116,7 +116,7 @@ func TestExitCodesAndBadInput(t *testing.T) {
 	}{
 		{[]string{"run", "--rm", "bb", "nosuchcmd"}, 127, "nosuchcmd"},
 		{[]string{"run", "--rm", "bb", "/etc/passwd"}, 126, "permission denied"},
-		{[]string{"run", "--rm", "nosuchimage"}, 125, "unable to find image"},
+		{[]string{"run", "--rm", "--pull", "never", "nosuchimage"}, 125, "No such image: nosuchimage"},
 		{[]string{"run", "--rm", "--bogus", "bb"}, 125, "unknown flag"},
 		{[]string{"run", "--rm", "-m", "12zz", "bb", "true"}, 125, "--memory"},
 		{[]string{"run", "--rm", "-v", "/no/such/dir:/x", "bb", "true"}, 125, "does not exist"},

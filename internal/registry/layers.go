@@ -28,6 +28,7 @@ type layerJob struct {
 	err        error
 	unpacked   bool // the download also unpacked it (teed into Apply)
 	downloaded bool // the blob came from the registry in this pull
+	existed    bool // blob and snapshot were here: "Already exists", nothing more
 }
 
 // fetchLayers gets every layer's blob into content and its snapshot into
@@ -98,7 +99,9 @@ func (p *pull) fetchLayers(ctx context.Context, img *image.Image) error {
 				return err
 			}
 		}
-		p.event(Event{Status: StatusPullComplete, ID: short(job.desc.Digest)})
+		if !job.existed { // Docker says "Already exists" alone for those
+			p.event(Event{Status: StatusPullComplete, ID: short(job.desc.Digest)})
+		}
 		close(ready[i])
 	}
 	return nil
@@ -110,6 +113,7 @@ func (p *pull) fetchLayer(ctx context.Context, job *layerJob, parentReady <-chan
 	d := job.desc.Digest
 	if n, err := p.svc.Content.Stat(d); err == nil && n == job.desc.Size {
 		if p.svc.Snapshots.Has(job.chainID) {
+			job.existed = true
 			p.event(Event{Status: StatusAlreadyExists, ID: short(d)})
 		}
 		return nil
