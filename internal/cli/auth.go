@@ -58,6 +58,25 @@ func login(cmd *cobra.Command, server, user, password string, passwordStdin bool
 		password = strings.TrimRight(string(b), "\r\n")
 	}
 	_, host := registry.ServerKey(server)
+	opts, err := registryOptions("")
+	if err != nil {
+		return err
+	}
+	ctx, stop := interruptible()
+	defer stop()
+	if user == "" && password == "" {
+		// As docker login: credentials stored before are tried first; when
+		// the registry refuses them, say so and ask.
+		if u, p, err := registry.StoredCredentials(server); err == nil && u != "" && p != "" {
+			fmt.Fprintln(cmd.OutOrStdout(), "Authenticating with existing credentials...")
+			_, err := registry.Login(ctx, server, u, p, opts...)
+			if err == nil {
+				fmt.Fprintln(cmd.OutOrStdout(), "Login Succeeded")
+				return nil
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "Login did not succeed, error: %s\n", userMessage(err))
+		}
+	}
 	tty := term.IsTerminal(int(os.Stdin.Fd())) && stdin == os.Stdin
 	if user == "" || password == "" {
 		if !tty {
@@ -82,12 +101,6 @@ func login(cmd *cobra.Command, server, user, password string, passwordStdin bool
 			password = string(b)
 		}
 	}
-	opts, err := registryOptions("")
-	if err != nil {
-		return err
-	}
-	ctx, stop := interruptible()
-	defer stop()
 	if _, err := registry.Login(ctx, server, user, password, opts...); err != nil {
 		return err
 	}

@@ -171,6 +171,27 @@ func TestLoginLogoutCommands(t *testing.T) {
 			if got := storedAuth(t, dc, reg.Addr); got != want {
 				t.Errorf("after login -p: stored auth %q, want %q", got, want)
 			}
+
+			// No -u: the stored credentials are tried first, as docker login does.
+			stdout, stderr, err = runStdin(t, strings.NewReader(""), "login", reg.Addr)
+			if err != nil || stdout != "Authenticating with existing credentials...\nLogin Succeeded\n" || stderr != "" {
+				t.Errorf("login with stored credentials: %v, stdout %q, stderr %q", err, stdout, stderr)
+			}
+			// Stale ones: said on stderr, then the usual ask, which needs
+			// a terminal; what was stored stays.
+			stale := base64.StdEncoding.EncodeToString([]byte("alice:old"))
+			cfg := `{"auths":{"` + reg.Addr + `":{"auth":"` + stale + `"}}}`
+			if err := os.WriteFile(filepath.Join(dc, "config.json"), []byte(cfg), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, stderr, err = runStdin(t, strings.NewReader(""), "login", reg.Addr)
+			if err == nil || loginExitCode(err) != 1 || !strings.HasPrefix(stderr, "Login did not succeed, error: ") ||
+				!strings.Contains(stderr, "incorrect username or password") {
+				t.Errorf("login with stale credentials: %v (exit %d), stderr %q", err, loginExitCode(err), stderr)
+			}
+			if got := storedAuth(t, dc, reg.Addr); got != stale {
+				t.Errorf("a failed login changed the stored credentials: %q", got)
+			}
 		})
 	}
 }

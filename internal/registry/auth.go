@@ -92,6 +92,23 @@ func Login(ctx context.Context, server, user, password string, opts ...Option) (
 	return key, nil
 }
 
+// StoredCredentials are the user name and password stored for server (as
+// Login stores them: config.json's auths or its credential helper), empty
+// when there are none. `login` without -u tries them first, as docker
+// login does.
+func StoredCredentials(server string) (user, password string, err error) {
+	key, host := ServerKey(server)
+	cf, err := loadDockerConfig()
+	if err != nil {
+		return "", "", fmt.Errorf("login to %s: %w", host, err)
+	}
+	ac, err := cf.GetAuthConfig(key)
+	if err != nil {
+		return "", "", fmt.Errorf("login to %s: read the stored credentials: %w", host, err)
+	}
+	return ac.Username, ac.Password, nil
+}
+
 // checkLogin proves the credentials: for a token registry the token
 // exchange with them must succeed; then GET /v2/ with them (or the token)
 // must answer 200, which a Basic registry only does for good credentials.
