@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -430,34 +431,12 @@ func newContainerPruneCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cs, err := e.List()
+			deleted, reclaimed, err := pruneContainers(e, f)
 			if err != nil {
 				return err
 			}
-			var deleted []string
-			var reclaimed int64
-			for _, c := range cs {
-				c = e.RefreshRecord(c)
-				if c.State.Status != container.StatusExited && c.State.Status != container.StatusCreated &&
-					c.State.Status != container.StatusDead || !f.keep(c, e.Images) {
-					continue
-				}
-				rw, _ := e.SizeRw(c.ID)
-				if err := e.Remove(c.ID, container.RemoveOpts{}); err != nil {
-					logError(err)
-					continue
-				}
-				deleted = append(deleted, c.ID)
-				reclaimed += rw
-			}
 			w := cmd.OutOrStdout()
-			if len(deleted) > 0 {
-				fmt.Fprintln(w, "Deleted Containers:")
-				for _, id := range deleted {
-					fmt.Fprintln(w, id)
-				}
-				fmt.Fprintln(w)
-			}
+			printList(w, "Deleted Containers:", deleted)
 			fmt.Fprintf(w, "Total reclaimed space: %s\n", humanSize(reclaimed))
 			return nil
 		}),
@@ -468,6 +447,46 @@ func newContainerPruneCommand() *cobra.Command {
 }
 
 // confirm asks on stderr and reads y/N from stdin.
+// pruneContainers removes the stopped containers that f keeps and
+// returns their IDs and the space their writable layers held. One that
+// fails to go is reported and skipped.
+func pruneContainers(e *container.Engine, f psFilter) ([]string, int64, error) {
+	cs, err := e.List()
+	if err != nil {
+		return nil, 0, err
+	}
+	var deleted []string
+	var reclaimed int64
+	for _, c := range cs {
+		c = e.RefreshRecord(c)
+		if c.State.Status != container.StatusExited && c.State.Status != container.StatusCreated &&
+			c.State.Status != container.StatusDead || !f.keep(c, e.Images) {
+			continue
+		}
+		rw, _ := e.SizeRw(c.ID)
+		if err := e.Remove(c.ID, container.RemoveOpts{}); err != nil {
+			logError(err)
+			continue
+		}
+		deleted = append(deleted, c.ID)
+		reclaimed += rw
+	}
+	return deleted, reclaimed, nil
+}
+
+// printList prints a prune's section, Docker's way: a title, one line
+// per item, a blank line; nothing when there are no items.
+func printList(w io.Writer, title string, items []string) {
+	if len(items) == 0 {
+		return
+	}
+	fmt.Fprintln(w, title)
+	for _, it := range items {
+		fmt.Fprintln(w, it)
+	}
+	fmt.Fprintln(w)
+}
+
 func confirm(cmd *cobra.Command, prompt string) bool {
 	fmt.Fprint(cmd.OutOrStdout(), prompt)
 	var answer string

@@ -52,7 +52,7 @@ func addImageCommands(root *cobra.Command) {
 	imageCmd.AddCommand(newImagesCommand("ls"), newImageInspectCommand(), newRmiCommand("rm"), newImagePruneCommand(),
 		newHistoryCommand(), newTagCommand(), newImportCommand(), newSaveCommand(), newLoadCommand())
 	systemCmd := &cobra.Command{Use: "system", Short: "Manage berth"}
-	systemCmd.AddCommand(newSystemDfCommand())
+	systemCmd.AddCommand(newSystemDfCommand(), newSystemPruneCommand())
 	root.AddCommand(imageCmd, systemCmd, newImagesCommand("images"), newRmiCommand("rmi"), newTagCommand(),
 		newImportCommand(), newHistoryCommand(), newSaveCommand(), newLoadCommand())
 }
@@ -473,18 +473,7 @@ func newImagePruneCommand() *cobra.Command {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			if len(rep.Items) > 0 {
-				fmt.Fprintln(out, "Deleted Images:")
-				for _, it := range rep.Items {
-					if it.Untagged != "" {
-						fmt.Fprintf(out, "untagged: %s\n", image.Familiar(it.Untagged))
-					}
-					if it.Deleted != "" {
-						fmt.Fprintf(out, "deleted: %s\n", it.Deleted)
-					}
-				}
-				fmt.Fprintln(out)
-			}
+			printList(out, "Deleted Images:", imagePruneLines(rep))
 			fmt.Fprintf(out, "Total reclaimed space: %s\n", humanSize(rep.SpaceReclaimed))
 			return nil
 		}),
@@ -495,6 +484,20 @@ func newImagePruneCommand() *cobra.Command {
 	return cmd
 }
 
+// imagePruneLines are an image prune's "untagged:" and "deleted:" lines.
+func imagePruneLines(rep image.PruneReport) []string {
+	var lines []string
+	for _, it := range rep.Items {
+		if it.Untagged != "" {
+			lines = append(lines, "untagged: "+image.Familiar(it.Untagged))
+		}
+		if it.Deleted != "" {
+			lines = append(lines, "deleted: "+it.Deleted)
+		}
+	}
+	return lines
+}
+
 func newSystemDfCommand() *cobra.Command {
 	var format string
 	var verbose bool
@@ -503,21 +506,28 @@ func newSystemDfCommand() *cobra.Command {
 		Short: "Show berth disk usage",
 		Args:  cobra.NoArgs,
 		RunE: withImages(func(cmd *cobra.Command, s *image.Service, args []string) error {
-			du, err := s.DiskUsage(imageInUse())
+			img, err := imageDf(s)
 			if err != nil {
 				return err
 			}
-			type row struct{ Type, TotalCount, Active, Size, Reclaimable string }
-			pct := 0
-			if du.Size > 0 {
-				pct = int(du.Reclaimable * 100 / du.Size)
+			e, err := containerEngine()
+			if err != nil {
+				return err
 			}
-			rows := []row{
-				{"Images", fmt.Sprint(du.Images), fmt.Sprint(du.Active), humanSize(du.Size), fmt.Sprintf("%s (%d%%)", humanSize(du.Reclaimable), pct)},
-				{"Containers", "0", "0", "0B", "0B"},
-				{"Local Volumes", "0", "0", "0B", "0B"},
-				{"Build Cache", "0", "0", "0B", "0B"},
+			ctrs, err := containerDf(e)
+			if err != nil {
+				return err
 			}
+			vs, err := volumeStore()
+			if err != nil {
+				return err
+			}
+			vols, err := volumeDf(vs)
+			if err != nil {
+				return err
+			}
+			// berth has no builder yet, so no build cache: a true zero.
+			rows := []dfRow{img, ctrs, vols, {"Build Cache", "0", "0", "0B", "0B"}}
 			if format != "" {
 				return formatRows(cmd, format, rows)
 			}
