@@ -706,7 +706,7 @@ func TestNetworkLinks(t *testing.T) {
 	if out, _, code := b.Run("exec", app, "grep", "-c", "pg", "/etc/hosts"); code != 0 || strings.TrimSpace(out) != "1" {
 		t.Errorf("the link's entry after network connect: %q", out)
 	}
-	if _, errs, code := b.Run("create", "--link", "nosuch:x", "bb", "true"); code != 125 || !strings.Contains(errs, "could not get container for nosuch") {
+	if _, errs, code := b.Run("create", "--link", "nosuch:x", "bb", "true"); code != 1 || !strings.Contains(errs, "could not get container for nosuch") {
 		t.Errorf("link to a missing container: %d %q", code, errs)
 	}
 	if _, errs, code := b.Run("run", "--rm", "--network", "host", "--link", "db", "bb", "true"); code != 125 || !strings.Contains(errs, "host type networking can't be used with links") {
