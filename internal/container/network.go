@@ -329,6 +329,7 @@ func (e *Engine) setupNetwork(c *Container) (s *netSetup, err error) {
 		atts = append(atts, &attachment{name: name, net: n, ep: ep, ifc: "eth" + strconv.Itoa(i)})
 	}
 
+	e.restoreFirewall(m, c.ID)
 	if err := os.MkdirAll(filepath.Dir(nsPath), 0o700); err != nil {
 		return nil, err
 	}
@@ -391,6 +392,35 @@ func (e *Engine) setupNetwork(c *Container) (s *netSetup, err error) {
 		}
 	}
 	return s, nil
+}
+
+// restoreFirewall puts berth's firewall rules back when its nftables
+// table is gone while its networks are up, as after a firewall reload or
+// `nft flush ruleset`, which remove every table: the rules of each
+// network whose bridge is up, and the published ports of the running
+// containers (self's own come next, from the caller). Without it a lost
+// table breaks NAT and every published port in silence until each
+// container restarts. It runs at every start on a bridge network, where
+// the check is one netlink request (the start has just brought its
+// network up, rules included, so the table exists unless something took
+// it); the restore is best effort: what fails stays broken, as before.
+func (e *Engine) restoreFirewall(m *network.Manager, self string) {
+	if ok, err := nft.Exists(); err != nil || ok {
+		return
+	}
+	m.RestoreRules()
+	cs, err := e.List()
+	if err != nil {
+		return
+	}
+	for _, c := range cs {
+		if c.ID == self || !c.State.Running {
+			continue
+		}
+		if ports := recordedPorts(c); len(ports) > 0 {
+			nft.AddPorts(c.ID, ports)
+		}
+	}
 }
 
 // attachPredefined gives a container on the host or none network an

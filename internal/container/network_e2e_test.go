@@ -719,3 +719,40 @@ func TestNetworkLinks(t *testing.T) {
 	b.Must("rm", "-f", "app", "db")
 	b.Must("network", "rm", "more")
 }
+
+// TestNetworkFirewallRestored: when berth's nftables table goes while its
+// networks are up (a firewall reload, `nft flush ruleset`), the next
+// container start on a bridge network puts back every up network's rules
+// and the running containers' published ports.
+func TestNetworkFirewallRestored(t *testing.T) {
+	b := newNetBerth(t)
+	b.Must("network", "create", "app")
+	port := freePort(t)
+	web := b.Must(append([]string{"run", "-d", "--name", "web", "-p", fmt.Sprintf("127.0.0.1:%d:80", port), "bb"}, httpd...)...)
+	b.Must(append([]string{"run", "-d", "--name", "other", "--network", "app", "bb"}, httpd...)...)
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	if body := get(t, url); body != "hello from berth\n" {
+		t.Fatalf("GET before: %q", body)
+	}
+	if out, err := exec.Command("nft", "delete", "table", "inet", "berth").CombinedOutput(); err != nil {
+		t.Fatalf("nft delete table: %v %s", err, out)
+	}
+	b.Must("run", "--rm", "bb", "true")
+	rules, err := exec.Command("nft", "list", "table", "inet", "berth").Output()
+	if err != nil {
+		t.Fatalf("no berth table after a start: %v", err)
+	}
+	for _, br := range b.Bridges() {
+		if !strings.Contains(string(rules), `"berth net=`+br+`"`) {
+			t.Errorf("rules of bridge %s not restored", br)
+		}
+	}
+	if !strings.Contains(string(rules), "berth ctr="+web) {
+		t.Errorf("web's published port not restored:\n%s", rules)
+	}
+	if body := get(t, url); body != "hello from berth\n" {
+		t.Errorf("GET after the restore: %q", body)
+	}
+	b.Must("rm", "-f", "web", "other")
+	b.Must("network", "rm", "app")
+}

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -131,6 +132,36 @@ func TestPortMap(t *testing.T) {
 	want := PortMap{"80/tcp": {{HostIp: "0.0.0.0", HostPort: "8080"}, {HostIp: "127.0.0.1", HostPort: "8081"}}, "443/tcp": nil}
 	if !reflect.DeepEqual(pm, want) {
 		t.Errorf("portMap: %v", pm)
+	}
+}
+
+// TestRecordedPorts: what portMap records of a start, recordedPorts reads
+// back as the same rules (restoreFirewall's input), pointed at the first
+// network's address; exposed ports without a binding give none.
+func TestRecordedPorts(t *testing.T) {
+	ctrIP := netip.MustParseAddr("172.18.0.5")
+	started := []nft.Port{
+		{Proto: "tcp", HostIP: netip.IPv4Unspecified(), HostPort: 8080, ContainerIP: ctrIP, ContainerPort: 80},
+		{Proto: "tcp", HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: 8081, ContainerIP: ctrIP, ContainerPort: 80},
+		{Proto: "udp", HostIP: netip.IPv4Unspecified(), HostPort: 5353, ContainerIP: ctrIP, ContainerPort: 53},
+	}
+	c := &Container{Config: Config{ExposedPorts: map[string]struct{}{"443/tcp": {}}}, HostConfig: HostConfig{NetworkMode: "app"}}
+	c.NetworkSettings = NetworkSettings{Ports: portMap(c, started), Networks: map[string]*EndpointSettings{
+		"app":   {EndpointInfo: EndpointInfo{IPAddress: ctrIP.String()}},
+		"other": {EndpointInfo: EndpointInfo{IPAddress: "10.9.0.2"}},
+	}}
+	got := recordedPorts(c)
+	sortPorts := func(ps []nft.Port) {
+		slices.SortFunc(ps, func(a, b nft.Port) int { return int(a.HostPort) - int(b.HostPort) })
+	}
+	sortPorts(got)
+	sortPorts(started)
+	if !reflect.DeepEqual(got, started) {
+		t.Errorf("recordedPorts:\n got %+v\nwant %+v", got, started)
+	}
+	c.NetworkSettings.Networks["app"].IPAddress = ""
+	if got := recordedPorts(c); got != nil {
+		t.Errorf("recordedPorts without an address: %+v", got)
 	}
 }
 

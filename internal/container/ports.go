@@ -419,6 +419,40 @@ func overlaps(a, b nft.Port) bool {
 
 // portMap is the published ports as inspect and ps show them, with the
 // exposed ports that are not published mapped to nil.
+// recordedPorts is the inverse of portMap: the published ports of a
+// running container as its record holds them, with the address of its
+// first network (where setupNetwork points them), for restoreFirewall.
+func recordedPorts(c *Container) []nft.Port {
+	order := networkOrder(c)
+	if len(order) == 0 {
+		return nil
+	}
+	es := c.NetworkSettings.Networks[order[0]]
+	if es == nil {
+		return nil
+	}
+	ctrIP, err := netip.ParseAddr(es.IPAddress)
+	if err != nil {
+		return nil
+	}
+	var out []nft.Port
+	for key, bindings := range c.NetworkSettings.Ports {
+		port, proto, ok := splitPortKey(key)
+		if !ok {
+			continue
+		}
+		for _, b := range bindings {
+			hostIP, err1 := netip.ParseAddr(b.HostIp)
+			hostPort, err2 := strconv.ParseUint(b.HostPort, 10, 16)
+			if err1 != nil || err2 != nil || hostPort == 0 {
+				continue
+			}
+			out = append(out, nft.Port{Proto: proto, HostIP: hostIP, HostPort: uint16(hostPort), ContainerIP: ctrIP, ContainerPort: port})
+		}
+	}
+	return out
+}
+
 func portMap(c *Container, ports []nft.Port) PortMap {
 	pm := PortMap{}
 	for k := range c.Config.ExposedPorts {

@@ -2,6 +2,7 @@ package network
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -126,6 +127,31 @@ func (k *Kernel) up(n *Network, always bool) (err error) {
 		}
 	}
 	return nil
+}
+
+// RestoreRules puts back the firewall rules of every bridge network whose
+// bridge is up, for when berth's nftables table went while its networks
+// stayed: a firewall reload or `nft flush ruleset` removes every table,
+// ours too, and nothing of berth's runs to notice. The caller (a
+// container's start, which checks that the table is missing first) also
+// restores the published ports of running containers. AddNetwork is
+// idempotent, so two starts doing this at once do no harm.
+func (m *Manager) RestoreRules() error {
+	nets, err := m.List()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, n := range nets {
+		if n.Driver != DriverBridge || n.Bridge == "" {
+			continue
+		}
+		if _, err := os.Stat("/sys/class/net/" + n.Bridge); err != nil {
+			continue // not up: its next container brings bridge and rules
+		}
+		errs = append(errs, nft.AddNetwork(nftNetwork(n)))
+	}
+	return errors.Join(errs...)
 }
 
 func down(n *Network) error {
