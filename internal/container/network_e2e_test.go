@@ -737,6 +737,17 @@ func TestNetworkFirewallRestored(t *testing.T) {
 	if out, err := exec.Command("nft", "delete", "table", "inet", "berth").CombinedOutput(); err != nil {
 		t.Fatalf("nft delete table: %v %s", err, out)
 	}
+	// Meanwhile the port is refused, not left hanging: the monitor holds
+	// it with a bound socket that does not listen.
+	if c, err := net.DialTimeout("tcp4", fmt.Sprintf("127.0.0.1:%d", port), 2*time.Second); err == nil || !strings.Contains(err.Error(), "connection refused") {
+		if c != nil {
+			c.Close()
+		}
+		t.Errorf("connect to the held port with the rules gone: %v, want connection refused", err)
+	}
+	if err := bindHost("tcp4", fmt.Sprintf("0.0.0.0:%d", port)); err == nil {
+		t.Errorf("a host process bound the held port %d while the rules were gone", port)
+	}
 	b.Must("run", "--rm", "bb", "true")
 	rules, err := exec.Command("nft", "list", "table", "inet", "berth").Output()
 	if err != nil {

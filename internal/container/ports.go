@@ -304,14 +304,20 @@ func bindPort(proto string, ip netip.Addr, port uint16) (int, uint16, error) {
 // it the ports are published all the same, only not held.
 const maxHeldPorts = 512
 
-// holdPorts binds a socket to each published host port, listening for
-// TCP, for the container's monitor to keep while the container runs: a
-// host process that starts later then fails to bind the port (EADDRINUSE)
-// instead of binding it and never seeing a connection, every one going to
-// the container through DNAT; as Docker's docker-proxy holds the ports it
-// publishes. Nothing connects to these sockets: the DNAT rules take every
-// packet for the port before it could reach them. On error every socket
-// made is closed.
+// holdPorts binds a socket to each published host port, for the
+// container's monitor to keep while the container runs: a host process
+// that starts later then fails to bind the port (EADDRINUSE) instead of
+// binding it and never seeing a connection, every one going to the
+// container through DNAT; as Docker's docker-proxy holds the ports it
+// publishes. Nothing reaches these sockets while the DNAT rules are in
+// place. A TCP one is bound without SO_REUSEADDR and does not listen:
+// that already refuses every other bind of the port (the kernel lets two
+// sockets share a port only when both ask to), and were the rules gone
+// (a flushed firewall) a client gets "connection refused" rather than a
+// connection that hangs in a backlog nobody accepts. Only when that bind
+// fails (sockets in TIME_WAIT on the port, which SO_REUSEADDR ignores)
+// does it fall back to SO_REUSEADDR and listening, which holds the port
+// as well. On error every socket made is closed.
 func holdPorts(ports []nft.Port) (fds []int, err error) {
 	if len(ports) > maxHeldPorts {
 		return nil, nil
@@ -325,18 +331,46 @@ func holdPorts(ports []nft.Port) (fds []int, err error) {
 		}
 	}()
 	for _, p := range ports {
-		fd, _, err := bindPort(p.Proto, p.HostIP, p.HostPort)
+		fd, err := holdTCPPort(p)
 		if err != nil {
 			return fds, err
 		}
-		fds = append(fds, fd)
-		if p.Proto != "udp" {
-			if err := unix.Listen(fd, 1); err != nil {
-				return fds, fmt.Errorf("hold host port %d: %w", p.HostPort, os.NewSyscallError("listen", err))
+		if fd < 0 {
+			if fd, _, err = bindPort(p.Proto, p.HostIP, p.HostPort); err != nil {
+				return fds, err
+			}
+			if p.Proto != "udp" {
+				if err := unix.Listen(fd, 1); err != nil {
+					unix.Close(fd)
+					return fds, fmt.Errorf("hold host port %d: %w", p.HostPort, os.NewSyscallError("listen", err))
+				}
 			}
 		}
+		fds = append(fds, fd)
 	}
 	return fds, nil
+}
+
+// holdTCPPort binds a TCP socket to p's host port without SO_REUSEADDR
+// (see holdPorts), or returns -1 when p is UDP or that bind fails; the
+// caller then binds the usual way.
+func holdTCPPort(p nft.Port) (int, error) {
+	if p.Proto == "udp" {
+		return -1, nil
+	}
+	ip := p.HostIP
+	if !ip.IsValid() {
+		ip = netip.IPv4Unspecified()
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, os.NewSyscallError("socket", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: int(p.HostPort), Addr: ip.As4()}); err != nil {
+		unix.Close(fd)
+		return -1, nil
+	}
+	return fd, nil
 }
 
 // choosePorts gives every wanted port a host port: a fixed one if
