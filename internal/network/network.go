@@ -7,13 +7,13 @@ import (
 	"maps"
 	"net"
 	"net/netip"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/opts"
 )
 
 // The predefined networks, as on a fresh Docker: `network ls` lists them,
@@ -200,18 +200,16 @@ func macFromIP(ip netip.Addr) string {
 	return net.HardwareAddr{0x02, 0x42, b[0], b[1], b[2], b[3]}.String()
 }
 
-// nameRE is the rule for network names: what Docker's container names
-// allow. Docker itself takes any non-blank network name; berth is
-// stricter (as podman is) because network names end up in DNS search
-// results, filters and log lines, where spaces and slashes only hurt.
-var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
-
-// ValidName checks a name for a new network.
+// ValidName checks a name for a new network, by what Docker's container
+// names allow (opts.IsName). Docker itself takes any non-blank network
+// name; berth is stricter (as podman is) because network names end up in
+// DNS search results, filters and log lines, where spaces and slashes
+// only hurt.
 func ValidName(name string) error {
 	if name == "" {
 		return fmt.Errorf("a network name is required: %w", errdefs.ErrInvalidArgument)
 	}
-	if !nameRE.MatchString(name) || len(name) > 255 {
+	if !opts.IsName(name, 1, 255) {
 		return fmt.Errorf("invalid network name %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed (at most 255 characters): %w", name, errdefs.ErrInvalidArgument)
 	}
 	if IsPredefined(name) {

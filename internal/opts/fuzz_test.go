@@ -26,7 +26,7 @@ func checkMount(t *testing.T, in string, m Mount) {
 			t.Fatalf("%q: bind propagation %q", in, m.Propagation)
 		}
 	case TypeVolume:
-		if m.Source != "" && !volumeName.MatchString(m.Source) {
+		if m.Source != "" && !IsName(m.Source, 2, 0) {
 			t.Fatalf("%q: volume name %q", in, m.Source)
 		}
 		if m.Propagation != "" {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"path"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -200,14 +199,12 @@ func checkTarget(dst string) error {
 	return nil
 }
 
-var volumeName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
-
 // checkVolumeName is the check of Docker's local volume driver.
 func checkVolumeName(name string) error {
 	if len(name) == 1 {
 		return fmt.Errorf("volume name %q is too short, names should be at least two alphanumeric characters", name)
 	}
-	if !volumeName.MatchString(name) {
+	if !IsName(name, 2, 0) {
 		return fmt.Errorf(`%q includes invalid characters for a local volume name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host directory, use absolute path`, name)
 	}
 	return nil

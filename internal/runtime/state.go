@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -72,14 +71,25 @@ type State struct {
 	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
-var validID = regexp.MustCompile(`^[\w+\-.]+$`)
+// validIDChars: letters, digits, '_', '+', '-' and '.' only (runc's
+// rule), checked in a loop rather than by a regular expression compiled
+// at every process start.
+func validIDChars(id string) bool {
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '+' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
 
 // checkID refuses ids that could name a path outside the state root.
 func checkID(id string) error {
 	if id == "" {
 		return fmt.Errorf("container id is empty: %w", errdefs.ErrInvalidArgument)
 	}
-	if !validID.MatchString(id) || id == "." || id == ".." {
+	if !validIDChars(id) || id == "." || id == ".." {
 		return fmt.Errorf("container id %q: use only letters, digits, '_', '+', '-' and '.': %w", id, errdefs.ErrInvalidArgument)
 	}
 	return nil

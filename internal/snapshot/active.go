@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/fsutil"
+	"github.com/berth-dev/berth/internal/opts"
 )
 
 // Names inside active/<key>/.
@@ -38,10 +38,8 @@ type activeMeta struct {
 	Created time.Time       `json:"created"`
 }
 
-var keyPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
-
 func checkKey(key string) error {
-	if !keyPattern.MatchString(key) {
+	if !opts.IsName(key, 1, 128) {
 		return fmt.Errorf("snapshot key %q: want 1-128 letters, digits, '_', '.' or '-', not starting with a symbol: %w", key, errdefs.ErrInvalidArgument)
 	}
 	return nil

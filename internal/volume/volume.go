@@ -5,10 +5,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"time"
 
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/opts"
 )
 
 const (
@@ -62,14 +62,12 @@ func (v Volume) MarshalJSON() ([]byte, error) {
 	}{v.CreatedAt.Local().Format(time.RFC3339), v.Driver, labels, v.Mountpoint, v.Name, opts, v.Scope})
 }
 
-// nameRE is Docker's rule for local volume names. It also keeps every
-// name a single path element that cannot start with "." (the store's own
-// entries under volumes/ do).
-var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
-
-// ValidName checks name against Docker's rule for local volume names.
+// ValidName checks name against Docker's rule for local volume names
+// (opts.IsName, 2 to 255 bytes). It also keeps every name a single path
+// element that cannot start with "." (the store's own entries under
+// volumes/ do).
 func ValidName(name string) error {
-	if !nameRE.MatchString(name) || len(name) > 255 {
+	if !opts.IsName(name, 2, 255) {
 		return fmt.Errorf("%q includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed (2 to 255 of them). If you intended to pass a host directory, use absolute path: %w",
 			name, errdefs.ErrInvalidArgument)
 	}

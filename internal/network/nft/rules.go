@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -15,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/opts"
 )
 
 // This file is the plan: the table, its chains and every rule as plain
@@ -222,10 +222,8 @@ func (p Port) overlaps(q Port) bool {
 		(p.hostIP() == q.hostIP() || p.hostIP().IsUnspecified() || q.hostIP().IsUnspecified())
 }
 
-var containerIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
-
 func validContainerID(id string) error {
-	if !containerIDRE.MatchString(id) {
+	if !opts.IsName(id, 1, 64) {
 		return fmt.Errorf("firewall: container ID %q: want up to 64 of [A-Za-z0-9_.-]: %w", id, errdefs.ErrInvalidArgument)
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -332,8 +333,11 @@ func (b *ByteSize) Type() string { return "size" }
 // ---- error text ----
 
 var (
-	unknownFieldRe = regexp.MustCompile(`^line (\d+): field (.+) not found in type (\S+)$`)
-	typeNames      = strings.NewReplacer(
+	// Compiled when a config error needs it, not at every berth start.
+	unknownFieldRe = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^line (\d+): field (.+) not found in type (\S+)$`)
+	})
+	typeNames = strings.NewReplacer(
 		"into time.Duration", "into a duration (like 30s, 24h)",
 		"into bool", "into true or false",
 		"into string", "into a string",
@@ -352,7 +356,7 @@ func yamlErrorLine(err error) string {
 	sections := configSections()
 	msgs := make([]string, len(te.Errors))
 	for i, e := range te.Errors {
-		if m := unknownFieldRe.FindStringSubmatch(e); m != nil {
+		if m := unknownFieldRe().FindStringSubmatch(e); m != nil {
 			msgs[i] = fmt.Sprintf("line %s: unknown key %q", m[1], m[2])
 			if s, ok := sections[m[3]]; ok {
 				where := "at the top level"
