@@ -7,12 +7,12 @@ import (
 	"slices"
 	"time"
 
-	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/reference"
 )
 
 // ingestGrace is how old an abandoned content temp must be before GC

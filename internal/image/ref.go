@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-dev/berth/internal/errdefs"
+	"github.com/berth-dev/berth/internal/reference"
 )
 
 // ParseRef parses an image reference with Docker's rules and normalizes

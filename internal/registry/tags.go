@@ -9,11 +9,11 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/distribution/reference"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/berth-dev/berth/internal/errdefs"
 	"github.com/berth-dev/berth/internal/image"
+	"github.com/berth-dev/berth/internal/reference"
 )
 
 // maxTagPages bounds how many pages of a tag list are followed, so a
