@@ -36,8 +36,9 @@
 #   runc run          an OCI bundle of the same rootfs, config from
 #   berth runtime run `runc spec` with terminal false, args ["true"] and no
 #                     ambient capabilities (why: at the bundle, below)
-# Every container of every engine runs with --network none (berth's
-# default; this dockerd has no bridge).
+# Every container of every engine runs with --network none: start cost
+# without networking (this dockerd has no bridge; bench/network.sh
+# measures what a bridge adds).
 #
 # 1. Start latency: hyperfine -N (no shell in between) of `run --rm bb true`
 #    for each engine, and of `run -b BUNDLE ID` for the two OCI runtimes
