@@ -62,14 +62,20 @@ func login(cmd *cobra.Command, server, user, password string, passwordStdin bool
 	if err != nil {
 		return err
 	}
-	ctx, stop := interruptible()
-	defer stop()
+	// The interruptible context covers the registry calls only: around
+	// the prompts, Ctrl-C must end the command, not be caught.
+	tryLogin := func(u, p string) error {
+		ctx, stop := interruptible()
+		defer stop()
+		_, err := registry.Login(ctx, server, u, p, opts...)
+		return err
+	}
 	if user == "" && password == "" {
 		// As docker login: credentials stored before are tried first; when
 		// the registry refuses them, say so and ask.
 		if u, p, err := registry.StoredCredentials(server); err == nil && u != "" && p != "" {
 			fmt.Fprintln(cmd.OutOrStdout(), "Authenticating with existing credentials...")
-			_, err := registry.Login(ctx, server, u, p, opts...)
+			err := tryLogin(u, p)
 			if err == nil {
 				fmt.Fprintln(cmd.OutOrStdout(), "Login Succeeded")
 				return nil
@@ -101,7 +107,7 @@ func login(cmd *cobra.Command, server, user, password string, passwordStdin bool
 			password = string(b)
 		}
 	}
-	if _, err := registry.Login(ctx, server, user, password, opts...); err != nil {
+	if err := tryLogin(user, password); err != nil {
 		return err
 	}
 	fmt.Fprintln(cmd.OutOrStdout(), "Login Succeeded")

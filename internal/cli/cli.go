@@ -53,7 +53,7 @@ func Execute(args []string) int {
 // the docker CLI gives it (checked against docker 20.10 on this
 // project's machine): 125 for run, whose own failures must not pass for
 // the container's exit code, for flag errors everywhere, and for create's
-// invalid options; 1 for everything else (no such container, image,
+// invalid options (its RunE says so with a codeError); 1 for everything else (no such container, image,
 // network, volume; a refused operation). Runtime verbs exit 1, as runc.
 // Container exit codes travel as exitError and never reach here.
 func exitCodeFor(cmd *cobra.Command, err error) int {
@@ -67,8 +67,6 @@ func exitCodeFor(cmd *cobra.Command, err error) int {
 	case cmd == nil:
 		return 1
 	case cmd.Name() == "run":
-		return 125
-	case cmd.Name() == "create" && errors.Is(err, errdefs.ErrInvalidArgument):
 		return 125
 	}
 	return 1

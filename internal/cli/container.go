@@ -343,11 +343,11 @@ func newCreateContainerCommand() *cobra.Command {
 		Short: "Create a new container",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: withEngine(func(cmd *cobra.Command, e *container.Engine, args []string) error {
-			// Exit codes as docker create's: 125 for invalid options, 1
-			// for the rest (exitCodeFor).
+			// Exit codes as docker create's: 125 for options the client
+			// rejects, 1 for what the engine refuses (exitCodeFor).
 			o, err := f.createOpts(cmd, args)
 			if err != nil {
-				return err
+				return codeError{code: 125, err: err}
 			}
 			if err := ensureImage(e.Images, o.Image, f.pull); err != nil {
 				return err

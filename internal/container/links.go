@@ -21,8 +21,9 @@ import (
 // ALIAS_ENV_X for its environment, ALIAS_NAME). The target must be
 // running when the container starts. Unlike Docker, an entry is not
 // rewritten when the target restarts with another address: restarting
-// the linking container refreshes it. On user networks the entries work
-// the same (Docker resolves them through its DNS there instead).
+// the linking container refreshes it. On user networks only the hosts
+// entry is given (Docker resolves the alias through its DNS there, and
+// sets no environment).
 
 // parseLinks turns --link values into Docker's recorded form,
 // "/target:/name/alias", checking that each target exists.
@@ -125,7 +126,7 @@ func linkHostLines(links []link) string {
 func linkEnv(c *Container, links []link) []string {
 	var env []string
 	for _, l := range links {
-		prefix := strings.ToUpper(strings.NewReplacer("-", "_", ".", "_").Replace(l.alias))
+		prefix := strings.ReplaceAll(strings.ToUpper(l.alias), "-", "_") // only '-', as Docker
 		env = append(env, fmt.Sprintf("%s_NAME=/%s/%s", prefix, c.Name, l.alias))
 		ports := make([]string, 0, len(l.target.Config.ExposedPorts))
 		for p := range l.target.Config.ExposedPorts {
@@ -157,8 +158,13 @@ func linkEnv(c *Container, links []link) []string {
 
 // writeLinkEnv puts the links' environment into c's bundle, over the
 // environment the spec was created with, so a restart does not pile them
-// up.
-func (e *Engine) writeLinkEnv(c *Container, links []link) error {
+// up. Only on the default network: Docker gives links on user networks
+// no environment (their names resolve through its DNS), and neither do
+// we.
+func (e *Engine) writeLinkEnv(c *Container, links []link, atts []*attachment) error {
+	if len(atts) == 0 || !atts[0].net.IsDefault() {
+		return nil
+	}
 	spec, err := runtime.LoadSpec(e.dir(c.ID))
 	if err != nil {
 		return err
@@ -182,7 +188,7 @@ func (e *Engine) setupLinks(c *Container, atts []*attachment) error {
 	if err != nil {
 		return err
 	}
-	if err := e.writeLinkEnv(c, links); err != nil {
+	if err := e.writeLinkEnv(c, links, atts); err != nil {
 		return err
 	}
 	return writeInPlace(filepath.Join(e.dir(c.ID), linksFile), linkHostLines(links))

@@ -404,22 +404,42 @@ func (e *Engine) setupNetwork(c *Container) (s *netSetup, err error) {
 // the check is one netlink request (the start has just brought its
 // network up, rules included, so the table exists unless something took
 // it); the restore is best effort: what fails stays broken, as before.
+//
+// Besides a missing table, the marker network.FirewallRestoreMarker asks
+// for a restore: the network layer leaves it when it had to make the
+// table anew for a network (`network create`, or the default network's
+// bridge brought back after a prune), since from then on the table
+// exists while the other networks' and containers' rules may not.
+//
+// Each container's ports are re-added under the record store's write
+// lock, after checking that the record still says running with ports:
+// teardownNetwork clears the record's ports under that lock before it
+// removes their rules, so a container on its way out never gets a rule
+// back that points at an address already released.
 func (e *Engine) restoreFirewall(m *network.Manager, self string) {
-	if ok, err := nft.Exists(); err != nil || ok {
-		return
+	marker := network.FirewallRestoreMarker(e.Root)
+	if !fileExists(marker) {
+		if ok, err := nft.Exists(); err != nil || ok {
+			return
+		}
 	}
+	os.Remove(marker) // before the work: a restore racing this one redoes it, harmlessly
 	m.RestoreRules()
 	cs, err := e.List()
 	if err != nil {
 		return
 	}
+	errUnchanged := errors.New("record unchanged")
 	for _, c := range cs {
-		if c.ID == self || !c.State.Running {
+		if c.ID == self || !c.State.Running || len(recordedPorts(c)) == 0 {
 			continue
 		}
-		if ports := recordedPorts(c); len(ports) > 0 {
-			nft.AddPorts(c.ID, ports)
-		}
+		e.update(c.ID, func(r *Container) error {
+			if ports := recordedPorts(r); r.State.Running && len(ports) > 0 {
+				nft.AddPorts(r.ID, ports)
+			}
+			return errUnchanged // nothing to write
+		})
 	}
 }
 
@@ -587,6 +607,9 @@ func fileExists(path string) bool {
 func (e *Engine) teardownNetwork(c *Container) error {
 	var errs []error
 	if c.publishesPorts() {
+		// The record says first, under its lock, that the ports are going:
+		// restoreFirewall re-adds only what records hold (see there).
+		e.update(c.ID, func(r *Container) error { r.NetworkSettings.Ports = nil; return nil })
 		errs = append(errs, nft.RemovePorts(c.ID))
 	}
 	nsPath := e.netnsPath(c.ID)

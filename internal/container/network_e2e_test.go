@@ -301,6 +301,14 @@ func TestNetworkPublish(t *testing.T) {
 	if body := get(t, fmt.Sprintf("http://127.0.0.1:%d/", port)); body != "hello from berth\n" {
 		t.Errorf("GET after restart: %q", body)
 	}
+	// kill, then start at once: the exited run's held port is free by
+	// then (the monitor lets go of it before the exit is recorded).
+	for i := 0; i < 3; i++ {
+		b.Must("kill", "pub")
+		if _, errs, code := b.Run("start", "pub"); code != 0 {
+			t.Fatalf("start right after kill (%d): %d %s", i, code, errs)
+		}
+	}
 	// UDP is held too.
 	udp := freePort(t)
 	b.Must("run", "-d", "--name", "dns", "-p", fmt.Sprintf("127.0.0.1:%d:53/udp", udp), "bb", "sleep", "100")
@@ -723,7 +731,8 @@ func TestNetworkLinks(t *testing.T) {
 // TestNetworkFirewallRestored: when berth's nftables table goes while its
 // networks are up (a firewall reload, `nft flush ruleset`), the next
 // container start on a bridge network puts back every up network's rules
-// and the running containers' published ports.
+// and the running containers' published ports, also when a network
+// created meanwhile made the table anew.
 func TestNetworkFirewallRestored(t *testing.T) {
 	b := newNetBerth(t)
 	b.Must("network", "create", "app")
@@ -748,6 +757,9 @@ func TestNetworkFirewallRestored(t *testing.T) {
 	if err := bindHost("tcp4", fmt.Sprintf("0.0.0.0:%d", port)); err == nil {
 		t.Errorf("a host process bound the held port %d while the rules were gone", port)
 	}
+	// A network made meanwhile makes the table anew: its existence no
+	// longer says anything is missing, yet the next start restores all.
+	b.Must("network", "create", "later")
 	b.Must("run", "--rm", "bb", "true")
 	rules, err := exec.Command("nft", "list", "table", "inet", "berth").Output()
 	if err != nil {
@@ -765,5 +777,5 @@ func TestNetworkFirewallRestored(t *testing.T) {
 		t.Errorf("GET after the restore: %q", body)
 	}
 	b.Must("rm", "-f", "web", "other")
-	b.Must("network", "rm", "app")
+	b.Must("network", "rm", "app", "later")
 }

@@ -38,24 +38,37 @@ func (e *Engine) Start(ref string) (*Container, *Conn, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err = e.update(c.ID, func(c *Container) error {
-		switch c.State.Status {
-		case StatusCreated, StatusExited:
-		case StatusRunning, StatusRestarting:
-			if e.monitorAlive(c) {
-				return errAlreadyRunning
+	id := c.ID
+	for wait := 0; ; wait++ {
+		c, err = e.update(id, func(c *Container) error {
+			switch c.State.Status {
+			case StatusCreated, StatusExited:
+			case StatusRunning, StatusRestarting:
+				if e.monitorAlive(c) {
+					return errAlreadyRunning
+				}
+			case StatusPaused:
+				return fmt.Errorf("cannot start a paused container, try unpause instead: %w", errdefs.ErrConflict)
+			case StatusRemoving, StatusDead:
+				return fmt.Errorf("container %s is marked for removal and cannot be started: %w", c.Name, errdefs.ErrConflict)
 			}
-		case StatusPaused:
-			return fmt.Errorf("cannot start a paused container, try unpause instead: %w", errdefs.ErrConflict)
-		case StatusRemoving, StatusDead:
-			return fmt.Errorf("container %s is marked for removal and cannot be started: %w", c.Name, errdefs.ErrConflict)
+			c.State.StopRequested = false
+			c.State.Error = ""
+			c.RestartCount = 0
+			c.Backoff = 0
+			return nil
+		})
+		// Its process gone but its monitor still recording the exit (a
+		// start right after kill): wait for that run to end, as Docker's
+		// start waits for the daemon to handle the exit, rather than
+		// call it running and let it stop a moment later. At most ~5 s.
+		if errors.Is(err, errAlreadyRunning) && c != nil && c.State.Status == StatusRunning &&
+			!processAlive(c.State.Pid) && wait < 500 {
+			time.Sleep(10 * time.Millisecond)
+			continue
 		}
-		c.State.StopRequested = false
-		c.State.Error = ""
-		c.RestartCount = 0
-		c.Backoff = 0
-		return nil
-	})
+		break
+	}
 	if errors.Is(err, errAlreadyRunning) {
 		return c, nil, nil
 	}
@@ -241,4 +254,19 @@ func (e *Engine) SetConsoleSize(ref string, rows, cols uint16) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// processAlive reports whether pid is a live process (a zombie not yet
+// reaped counts as gone: its monitor reaps it at once).
+func processAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(st)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }

@@ -113,8 +113,17 @@ func (k *Kernel) up(n *Network, always bool) (err error) {
 			bridge.DeleteBridge(n.Bridge)
 		}
 	}()
+	// A table made anew here may be one a firewall reload flushed: then
+	// the other networks' rules and the containers' ports are missing
+	// too, and the table's existence no longer says so. The next
+	// container start restores them (FirewallRestoreMarker); not here,
+	// where Create calls us inside its metadata transaction.
+	hadTable, _ := nft.Exists()
 	if err := nft.AddNetwork(nftNetwork(n)); err != nil {
 		return err
+	}
+	if !hadTable {
+		k.afterTableMade()
 	}
 	if n.Masquerade() {
 		changed, err := bridge.EnableIPForward()
@@ -152,6 +161,19 @@ func (m *Manager) RestoreRules() error {
 		errs = append(errs, nft.AddNetwork(nftNetwork(n)))
 	}
 	return errors.Join(errs...)
+}
+
+// FirewallRestoreMarker is the file under the engine root that asks the
+// next container start for a full firewall restore (the container
+// package's restoreFirewall).
+func FirewallRestoreMarker(root string) string { return filepath.Join(root, "firewall.restore") }
+
+// afterTableMade leaves the marker that asks the next container start
+// for a full restore, after this driver made berth's table anew.
+func (k *Kernel) afterTableMade() {
+	if k.root != "" {
+		os.WriteFile(FirewallRestoreMarker(k.root), nil, 0o600)
+	}
 }
 
 func down(n *Network) error {

@@ -1215,10 +1215,13 @@ static int monitor_main(int argc, char **argv) {
 		// Clients hear the outcome only once the exit hook has recorded
 		// it (and, for --rm, removed the container): `run --rm` returns
 		// to a host with nothing left.
-		int delay = exit_hook(code);
-		// The ports go after the exit hook has taken the rules down: a
-		// host process binding them from now on gets the traffic.
+		// The held ports go before the exit hook records the exit: a
+		// start that follows it at once (kill, then start or run -p)
+		// probes the ports and must find them free. Until the hook takes
+		// the rules down a host process could bind one and get nothing,
+		// for those few milliseconds.
 		close_held();
+		int delay = exit_hook(code);
 		if (delay < 0 || code < 0) {
 			final_code = code;
 			break;
