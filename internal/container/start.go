@@ -63,7 +63,7 @@ func (e *Engine) Start(ref string) (*Container, *Conn, error) {
 		// start waits for the daemon to handle the exit, rather than
 		// call it running and let it stop a moment later. At most ~5 s.
 		if errors.Is(err, errAlreadyRunning) && c != nil && c.State.Status == StatusRunning &&
-			!processAlive(c.State.Pid) && wait < 500 {
+			!containerAlive(c.State.Pid) && wait < 500 {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
@@ -180,13 +180,26 @@ func (e *Engine) monitorAlive(c *Container) bool {
 	}
 	// A killed monitor may linger as a zombie until init reaps it: alive
 	// means named berth-monitor and not in state Z.
+	comm, alive := procAlive(pid)
+	return alive && comm == "berth-monitor"
+}
+
+// procAlive reads /proc/PID/stat: the process's name, and whether it
+// exists and is neither a zombie nor dead.
+func procAlive(pid int) (comm string, alive bool) {
+	if pid <= 0 {
+		return "", false
+	}
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return false
+		return "", false
 	}
 	s := string(stat)
-	i := strings.LastIndexByte(s, ')')
-	return i > 0 && strings.Contains(s[:i], "(berth-monitor") && len(s) > i+2 && s[i+2] != 'Z' && s[i+2] != 'X'
+	open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || end < open || len(s) <= end+2 {
+		return "", false
+	}
+	return s[open+1 : end], s[end+2] != 'Z' && s[end+2] != 'X'
 }
 
 // waitExit waits until the container's monitor reports its exit, or the
@@ -256,17 +269,9 @@ func (e *Engine) SetConsoleSize(ref string, rows, cols uint16) error {
 	return os.Rename(tmp, path)
 }
 
-// processAlive reports whether pid is a live process (a zombie not yet
-// reaped counts as gone: its monitor reaps it at once).
-func processAlive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(st)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+// containerAlive reports whether the container's process still runs (a
+// zombie not yet reaped counts as gone: its monitor reaps it at once).
+func containerAlive(pid int) bool {
+	_, alive := procAlive(pid)
+	return alive
 }
