@@ -104,6 +104,44 @@ func TestSameAsDistribution(t *testing.T) {
 	}
 }
 
+// FuzzSameAsDistributionHelpers: WithDigest with any digest, SplitName,
+// and FamiliarMatch of any pattern, against distribution/reference's.
+func FuzzSameAsDistributionHelpers(f *testing.F) {
+	f.Add("registry.lan:5000/team/app", "sha256:"+strings.Repeat("ab", 32), "team/*")
+	f.Add("busybox", "md5:"+strings.Repeat("c", 32), "bu*")
+	f.Add("docker.io/library/busybox:1", "x", "[")
+	f.Fuzz(func(t *testing.T, name, dgst, pattern string) {
+		d1, p1 := SplitName(name)
+		if w, err := dref.WithName(name); err == nil {
+			if d2, p2 := dref.Domain(w), dref.Path(w); d1 != d2 || p1 != p2 {
+				t.Fatalf("SplitName(%q) = %q %q, distribution %q %q", name, d1, p1, d2, p2)
+			}
+		}
+		ours, oerr := WithName(name)
+		theirs, terr := dref.WithName(name)
+		if (oerr == nil) != (terr == nil) {
+			t.Fatalf("WithName(%q): %v vs %v", name, oerr, terr)
+		}
+		if oerr != nil {
+			return
+		}
+		oc, oerr := WithDigest(ours, digest.Digest(dgst))
+		tc, terr := dref.WithDigest(theirs, digest.Digest(dgst))
+		if fmt.Sprint(oerr) != fmt.Sprint(terr) || (oerr == nil && oc.String() != tc.String()) {
+			t.Fatalf("WithDigest(%q, %q): %v %v vs %v %v", name, dgst, oc, oerr, tc, terr)
+		}
+		on, _ := ParseNormalizedNamed(name)
+		tn, _ := dref.ParseNormalizedNamed(name)
+		if on != nil && tn != nil {
+			om, oerr := FamiliarMatch(pattern, on)
+			tm, terr := dref.FamiliarMatch(pattern, tn)
+			if om != tm || fmt.Sprint(oerr) != fmt.Sprint(terr) {
+				t.Fatalf("FamiliarMatch(%q, %q): %v %v vs %v %v", pattern, name, om, oerr, tm, terr)
+			}
+		}
+	})
+}
+
 func FuzzSameAsDistribution(f *testing.F) {
 	for _, s := range seeds {
 		f.Add(s)
