@@ -217,7 +217,7 @@ argv() { tr '\0' '\n' <"/proc/$1/cmdline" 2>/dev/null || true; }
 monitors() {
 	local p c
 	for p in /proc/[0-9]*; do
-		read -r c <"$p/comm" 2>/dev/null || continue
+		read -r c 2>/dev/null <"$p/comm" || continue # 2> first: a process gone meanwhile fails the < redirection
 		[ "$c" = berth-monitor ] || continue
 		[ "$(argv "${p#/proc/}" | sed -n 4p)" = "$tmp/berth/root" ] && echo "${p#/proc/}"
 	done

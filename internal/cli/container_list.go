@@ -427,11 +427,26 @@ func newContainerPruneCommand() *cobra.Command {
 			if !force && !confirm(cmd, "WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ") {
 				return nil
 			}
-			f, err := parsePsFilters(filters)
+			// Docker's prune keys (until, label, label!); ps's others too.
+			var pruneArgs, psArgs []string
+			for _, kv := range filters {
+				if k, _, _ := strings.Cut(kv, "="); k == "until" || k == "label!" {
+					pruneArgs = append(pruneArgs, kv)
+				} else {
+					psArgs = append(psArgs, kv)
+				}
+			}
+			f, err := parsePsFilters(psArgs)
 			if err != nil {
 				return err
 			}
-			deleted, reclaimed, err := pruneContainers(e, f)
+			pf, err := parsePruneFilter(pruneArgs, "until", "label!")
+			if err != nil {
+				return err
+			}
+			deleted, reclaimed, err := pruneContainers(e, func(c *container.Container) bool {
+				return f.keep(c, e.Images) && pf.match(c.Created, c.Config.Labels)
+			})
 			if err != nil {
 				return err
 			}
@@ -442,15 +457,15 @@ func newContainerPruneCommand() *cobra.Command {
 		}),
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "do not prompt for confirmation")
-	cmd.Flags().StringArrayVar(&filters, "filter", nil, "provide filter values (e.g. label=<key>=<value>)")
+	cmd.Flags().StringArrayVar(&filters, "filter", nil, "provide filter values (until=24h, label=key[=value], label!=key[=value])")
 	return cmd
 }
 
 // confirm asks on stderr and reads y/N from stdin.
-// pruneContainers removes the stopped containers that f keeps and
+// pruneContainers removes the stopped containers that match says to and
 // returns their IDs and the space their writable layers held. One that
 // fails to go is reported and skipped.
-func pruneContainers(e *container.Engine, f psFilter) ([]string, int64, error) {
+func pruneContainers(e *container.Engine, match func(*container.Container) bool) ([]string, int64, error) {
 	cs, err := e.List()
 	if err != nil {
 		return nil, 0, err
@@ -460,7 +475,7 @@ func pruneContainers(e *container.Engine, f psFilter) ([]string, int64, error) {
 	for _, c := range cs {
 		c = e.RefreshRecord(c)
 		if c.State.Status != container.StatusExited && c.State.Status != container.StatusCreated &&
-			c.State.Status != container.StatusDead || !f.keep(c, e.Images) {
+			c.State.Status != container.StatusDead || !match(c) {
 			continue
 		}
 		rw, _ := e.SizeRw(c.ID)

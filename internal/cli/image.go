@@ -451,8 +451,9 @@ func newImagePruneCommand() *cobra.Command {
 		Short: "Remove unused images",
 		Args:  cobra.NoArgs,
 		RunE: withImages(func(cmd *cobra.Command, s *image.Service, args []string) error {
-			if len(filters) > 0 {
-				return usageErr("--filter is not supported by berth image prune yet")
+			f, err := parsePruneFilter(filters, "until", "label", "label!")
+			if err != nil {
+				return err
 			}
 			if !force && term.IsTerminal(int(os.Stdin.Fd())) {
 				what := "all dangling images"
@@ -468,7 +469,11 @@ func newImagePruneCommand() *cobra.Command {
 			}
 			ctx, stop := interruptible()
 			defer stop()
-			rep, err := s.Prune(ctx, all, imageInUse())
+			keep, err := f.imageKeep(s, imageInUse())
+			if err != nil {
+				return err
+			}
+			rep, err := s.Prune(ctx, all, keep)
 			if err != nil {
 				return err
 			}
@@ -480,7 +485,7 @@ func newImagePruneCommand() *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "remove all unused images, not just dangling ones")
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "do not prompt for confirmation")
-	cmd.Flags().StringArrayVar(&filters, "filter", nil, "not supported yet")
+	cmd.Flags().StringArrayVar(&filters, "filter", nil, "provide filter values (until=24h, label=key[=value], label!=key[=value])")
 	return cmd
 }
 

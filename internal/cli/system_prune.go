@@ -15,7 +15,8 @@ import (
 // newSystemPruneCommand is `docker system prune`: stopped containers,
 // unused networks (and the default bridge's kernel side when nothing is
 // on it), dangling images (every unused one with -a) and, with --volumes,
-// unused anonymous volumes, in Docker's order and output. berth has no
+// unused anonymous volumes, in Docker's order and output; --filter takes
+// Docker's prune keys (until, label, label!) for each kind. berth has no
 // build cache, so the warning does not promise to clear one.
 func newSystemPruneCommand() *cobra.Command {
 	var all, force, volumes bool
@@ -25,8 +26,20 @@ func newSystemPruneCommand() *cobra.Command {
 		Short: "Remove unused data",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(filters) > 0 {
-				return usageErr("--filter is not supported by berth system prune yet: prune with each verb's own --filter (container, network, volume prune)")
+			f, err := parsePruneFilter(filters, "until", "label", "label!")
+			if err != nil {
+				return err
+			}
+			if volumes && !f.until.IsZero() {
+				return usageErr("the until filter is not supported with --volumes (volumes have no creation filter in Docker's prune either)")
+			}
+			netFilter, err := network.ParseFilter(filters, "until", "label", "label!")
+			if err != nil {
+				return err
+			}
+			volFilter, err := volume.ParseFilter(withoutUntil(filters), "label", "label!")
+			if err != nil {
+				return err
 			}
 			out := cmd.OutOrStdout()
 			if !force {
@@ -48,7 +61,7 @@ func newSystemPruneCommand() *cobra.Command {
 				return err
 			}
 			var reclaimed int64
-			ids, n, err := pruneContainers(e, psFilter{})
+			ids, n, err := pruneContainers(e, func(c *container.Container) bool { return f.match(c.Created, c.Config.Labels) })
 			if err != nil {
 				return err
 			}
@@ -57,7 +70,7 @@ func newSystemPruneCommand() *cobra.Command {
 
 			ctx, stop := interruptible()
 			defer stop()
-			names, err := e.Networks.Prune(ctx, network.Filter{})
+			names, err := e.Networks.Prune(ctx, netFilter)
 			if nerr := notifyDNS(); err == nil {
 				err = nerr
 			}
@@ -71,7 +84,7 @@ func newSystemPruneCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				rep, err := s.Prune(inUse(), false, volume.Filter{})
+				rep, err := s.Prune(inUse(), false, volFilter)
 				if err != nil {
 					return err
 				}
@@ -79,7 +92,11 @@ func newSystemPruneCommand() *cobra.Command {
 				printList(out, "Deleted Volumes:", rep.Names)
 			}
 
-			rep, err := e.Images.Prune(ctx, all, imageInUse())
+			keep, err := f.imageKeep(e.Images, imageInUse())
+			if err != nil {
+				return err
+			}
+			rep, err := e.Images.Prune(ctx, all, keep)
 			if err != nil {
 				return err
 			}
@@ -92,8 +109,19 @@ func newSystemPruneCommand() *cobra.Command {
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "remove all unused images, not just dangling ones")
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "do not prompt for confirmation")
 	cmd.Flags().BoolVar(&volumes, "volumes", false, "prune anonymous volumes")
-	cmd.Flags().StringArrayVar(&filters, "filter", nil, "not supported yet")
+	cmd.Flags().StringArrayVar(&filters, "filter", nil, "provide filter values (until=24h, label=key[=value], label!=key[=value])")
 	return cmd
+}
+
+// withoutUntil drops until= from filter values (volumes take labels only).
+func withoutUntil(filters []string) []string {
+	var out []string
+	for _, kv := range filters {
+		if !strings.HasPrefix(kv, "until=") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // dfRow is one line of `system df`.

@@ -65,3 +65,45 @@ func TestSystemDfAndPrune(t *testing.T) {
 	}
 	b.Must("volume", "rm", "named")
 }
+
+// TestPruneFilters: until= and label filters choose what the prunes take:
+// an image and a container created "now" survive until=1h, a labeled
+// stopped container goes with label=, stays with label!=.
+func TestPruneFilters(t *testing.T) {
+	b := newBerth(t)
+	b.Must("tag", "bb", "extra:1")
+	b.Must("rmi", "bb") // the image keeps one name, extra:1
+	keep := b.Must("create", "--label", "keep=yes", "extra:1", "true")
+	drop := b.Must("create", "--label", "tier=tmp", "extra:1", "true")
+
+	// Nothing is older than an hour: nothing goes.
+	if out := b.Must("system", "prune", "-af", "--filter", "until=1h"); strings.Contains(out, "Deleted") {
+		t.Errorf("system prune --filter until=1h removed fresh objects:\n%s", out)
+	}
+	if out := b.Must("container", "prune", "-f", "--filter", "until=1h"); strings.Contains(out, "Deleted") {
+		t.Errorf("container prune --filter until=1h:\n%s", out)
+	}
+	// label!= keeps the kept one; label= takes only its own.
+	out := b.Must("container", "prune", "-f", "--filter", "label!=keep")
+	if !strings.Contains(out, drop) || strings.Contains(out, keep) {
+		t.Errorf("container prune --filter label!=keep:\n%s", out)
+	}
+	out = b.Must("system", "prune", "-f", "--filter", "label=keep=yes")
+	if !strings.Contains(out, "Deleted Containers:\n"+keep) {
+		t.Errorf("system prune --filter label=keep=yes:\n%s", out)
+	}
+	// Images: until in the future takes the now unused image; bad filters are refused.
+	out = b.Must("image", "prune", "-af", "--filter", "until=2999-01-01T00:00:00Z")
+	if !strings.Contains(out, "untagged: extra:1") {
+		t.Errorf("image prune -a --filter until=2999:\n%s", out)
+	}
+	for _, args := range [][]string{
+		{"image", "prune", "-f", "--filter", "until=soon"},
+		{"image", "prune", "-f", "--filter", "name=x"},
+		{"system", "prune", "-f", "--volumes", "--filter", "until=1h"},
+	} {
+		if _, errs, code := b.Run(args...); code != 1 || errs == "" {
+			t.Errorf("%v: exit %d %q, want 1 (as docker) and a message", args, code, errs)
+		}
+	}
+}
