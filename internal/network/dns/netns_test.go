@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -168,11 +167,7 @@ func TestForwardOnBridges(t *testing.T) {
 	// in-process server would forward from the test's own namespace.
 	runRoot := filepath.Join(root, "run")
 	t.Setenv("BERTH_DNS_TEST_RESOLV_CONF", writeResolvConf(t, hostRes.RemoteAddr))
-	t.Cleanup(func() {
-		for _, pid := range servers(runRoot) {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
-	})
+	killServersAtEnd(t, runRoot)
 	h.Must(t, func() error { return Ensure(root, runRoot) })
 	pids := servers(runRoot)
 	if len(pids) != 1 {

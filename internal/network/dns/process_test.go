@@ -105,6 +105,16 @@ func servers(runRoot string) []int {
 	return pids
 }
 
+// killServersAtEnd kills, when the test ends, the servers it left: only
+// those of its own run root.
+func killServersAtEnd(t *testing.T, runRoot string) {
+	t.Cleanup(func() {
+		for _, pid := range servers(runRoot) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+}
+
 // waitNoServer waits until no server of runRoot is left, and until the
 // processes pids have exited (a dying process loses its command line
 // before it closes its files: the scan alone would say gone too early).
@@ -153,11 +163,7 @@ func TestServerProcess(t *testing.T) {
 	// The host's resolver of this test: an address where nothing
 	// listens, so that any forwarded query fails on the host.
 	t.Setenv("BERTH_DNS_TEST_RESOLV_CONF", writeResolvConf(t, host(subnets[2], 53)))
-	t.Cleanup(func() { // kill only what this test started: servers of its own run root
-		for _, pid := range servers(runRoot) {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
-	})
+	killServersAtEnd(t, runRoot)
 
 	m := newTestManager(t, root)
 	a := createNet(t, m, "lca", subnets[0])
@@ -297,11 +303,7 @@ func TestServerProcessLinger(t *testing.T) {
 	dir := stateDir(runRoot)
 	t.Setenv("BERTH_DNS_TEST_RESOLV_CONF", writeResolvConf(t, host(subnets[1], 53)))
 	t.Setenv("BERTH_DNS_TEST_LINGER", "1h")
-	t.Cleanup(func() {
-		for _, pid := range servers(runRoot) {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
-	})
+	killServersAtEnd(t, runRoot)
 	m := newTestManager(t, root)
 	a := createNet(t, m, "lin", subnets[0])
 	id := func(i int) string { return fmt.Sprintf("c%d", i) + strings.Repeat("0", 62) }
@@ -366,11 +368,7 @@ func TestServerProcessTerm(t *testing.T) {
 	root := t.TempDir()
 	runRoot := filepath.Join(root, "run")
 	t.Setenv("BERTH_DNS_TEST_RESOLV_CONF", writeResolvConf(t, host(subnets[1], 53)))
-	t.Cleanup(func() {
-		for _, pid := range servers(runRoot) {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
-	})
+	killServersAtEnd(t, runRoot)
 	m := newTestManager(t, root)
 	a := createNet(t, m, "term", subnets[0])
 	ip := allocate(t, m, "term", "c1"+strings.Repeat("0", 62), "one")
@@ -410,11 +408,7 @@ func TestServerProcessChurn(t *testing.T) {
 	root := t.TempDir()
 	runRoot := filepath.Join(root, "run")
 	t.Setenv("BERTH_DNS_TEST_RESOLV_CONF", writeResolvConf(t, host(subnets[1], 53)))
-	t.Cleanup(func() {
-		for _, pid := range servers(runRoot) {
-			syscall.Kill(pid, syscall.SIGKILL)
-		}
-	})
+	killServersAtEnd(t, runRoot)
 	m := newTestManager(t, root)
 	a := createNet(t, m, "churn", subnets[0])
 
